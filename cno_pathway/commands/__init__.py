@@ -1,0 +1,1 @@
+"""Click command groups, one module per group; cli.py assembles them."""

@@ -1,0 +1,60 @@
+"""Options and helpers shared by the command modules."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import click
+
+from ..consult import Pathway
+
+FORMATS = ("text", "markdown", "html", "json")
+_EXTENSIONS = {".txt": "text", ".md": "markdown", ".markdown": "markdown", ".html": "html",
+               ".htm": "html", ".json": "json"}
+
+
+def rules_option(func):
+    """--rules DIR (or CNO_PATHWAY_RULES): another rule folder, for rule authors."""
+    return click.option("--rules", "rules_dir", type=click.Path(file_okay=False, path_type=Path),
+                        envvar="CNO_PATHWAY_RULES", show_envvar=True,
+                        help="Rule folder to use instead of the built-in rule base.")(func)
+
+
+@functools.lru_cache(maxsize=4)
+def load_pathway(rules_dir: Path | None) -> Pathway:
+    return Pathway.load(rules_dir)
+
+
+def pick_format(fmt: str | None, output: Path | None) -> str:
+    if fmt:
+        return fmt
+    if output is not None:
+        return _EXTENSIONS.get(output.suffix.lower(), "text")
+    return "text"
+
+
+def write_output(text: str, output: Path | None) -> None:
+    """Write to a file (all at once, so a failure leaves no partial file) or to stdout."""
+    if not text.endswith("\n"):
+        text += "\n"
+    if output is None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return
+    tmp = output.with_name(output.name + ".partial")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(output)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise OutputError(f"cannot write {output}: {exc.strerror}") from None
+
+
+def use_colour(output: Path | None) -> bool:
+    return output is None and sys.stdout.isatty()
+
+
+class OutputError(click.ClickException):
+    exit_code = 2

@@ -1,0 +1,101 @@
+"""`cno-pathway consult`: one patient from a file, from flags, or by interview."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..errors import ProfileError
+from ..intake import interview, profile_data_from_flags, profile_from_file
+from ..profile import validate_profile
+from ..render import render_consult
+from .common import FORMATS, load_pathway, pick_format, rules_option, use_colour, write_output
+
+_FLAG_NAMES = ("id", "age", "sex", "weight", "onset_age", "diagnosis", "lesions", "site",
+               "vertebral_fracture", "symmetric", "imaging", "activity", "crp", "esr",
+               "cbc_normal", "feature", "red_flag", "biopsy", "hla_b27", "tried")
+
+
+@click.command()
+@click.argument("profile", required=False)
+@click.option("--id", "id", help="Profile label, echoed in the output.")
+@click.option("--age", type=float, help="Age in years.")
+@click.option("--sex", help="female, male or other.")
+@click.option("--weight", type=float, help="Weight in kg (absolute doses only when given).")
+@click.option("--onset-age", type=float, help="Age at onset in years.")
+@click.option("--diagnosis", help="cno, crmo, sapho or suspected.")
+@click.option("--lesions", type=int, help="Number of lesions on the latest imaging.")
+@click.option("--site", multiple=True, help="A lesion site (repeat for each).")
+@click.option("--vertebral-fracture/--no-vertebral-fracture", default=None,
+              help="Vertebral fracture or structural damage.")
+@click.option("--symmetric/--asymmetric", default=None, help="Symmetric lesions.")
+@click.option("--imaging", help="whole_body_mri, regional_mri, bone_scintigraphy, radiograph, none.")
+@click.option("--activity", multiple=True, metavar="NAME[=yes|no]",
+              help="Disease activity, e.g. --activity pain --activity swelling=no.")
+@click.option("--crp", type=float, help="CRP in mg/L.")
+@click.option("--esr", type=float, help="ESR in mm/h.")
+@click.option("--cbc-normal/--cbc-abnormal", default=None, help="Blood count normal or not.")
+@click.option("--feature", multiple=True, help="Associated feature (repeat).")
+@click.option("--red-flag", multiple=True, help="Red flag for infection or malignancy (repeat).")
+@click.option("--biopsy", help="none, inflammatory, infection, malignancy, nondiagnostic.")
+@click.option("--hla-b27", help="positive, negative or unknown.")
+@click.option("--tried", multiple=True, metavar="DRUG:MONTHS:RESPONSE[:ongoing][:EVENTS]",
+              help="A treatment tried, oldest first (repeat), e.g. naproxen:4:none.")
+@click.option("-i", "--interactive", is_flag=True, help="Ask for each field with prompts.")
+@click.option("--save", type=click.Path(dir_okay=False, path_type=Path),
+              help="With --interactive or flags: save the profile as YAML.")
+@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), help="Output format (default text).")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write the consult to a file (format from its extension).")
+@click.option("--explain", is_flag=True,
+              help="Show every rule not suggested and why, the fired rules and derived facts.")
+@rules_option
+def consult(profile, interactive, save, fmt, output, explain, rules_dir, **flags):
+    """Run a consult for one patient.
+
+    PROFILE is a YAML or JSON file ('-' reads standard input). Without it, describe the patient
+    with flags (--age 12 --lesions 6 --diagnosis cno --site tibia --tried naproxen:4:none ...)
+    or answer prompts with --interactive.
+    """
+    pathway = load_pathway(rules_dir)
+    vocabulary = pathway.vocabulary
+    given_flags = {k: v for k, v in flags.items() if v not in (None, ())}
+    routes = sum([profile is not None, bool(given_flags), interactive])
+    if routes != 1:
+        raise click.UsageError("give exactly one of: a PROFILE file, patient flags, or --interactive")
+    if profile is not None:
+        patient = profile_from_file(profile, vocabulary)
+    else:
+        if interactive:
+            data = interview(vocabulary, _prompt, lambda text: click.confirm(text, default=False),
+                             click.echo)
+        else:
+            data = profile_data_from_flags(given_flags, vocabulary)
+        patient = validate_profile(data, vocabulary, source="interactive" if interactive else "flags")
+    if save is not None:
+        import yaml
+
+        write_output(yaml.safe_dump(_compact(patient.to_data()), sort_keys=False), save)
+    fmt = pick_format(fmt, output)
+    result = pathway.consult(patient, explain=explain)
+    write_output(render_consult(result, fmt, colour=use_colour(output) and fmt == "text"), output)
+
+
+def _compact(data):
+    """Drop unstated (null) fields so a saved profile reads like one written by hand."""
+    if isinstance(data, dict):
+        return {k: _compact(v) for k, v in data.items() if v is not None}
+    if isinstance(data, list):
+        return [_compact(v) for v in data]
+    return data
+
+
+def _prompt(text, check, default):
+    while True:
+        answer = click.prompt(text, default=default if default is not None else None,
+                              show_default=default not in (None, ""), type=str)
+        try:
+            return check(answer)
+        except (ValueError, ProfileError) as exc:
+            click.echo(f"  {exc}", err=True)

@@ -1,0 +1,168 @@
+"""Profile -> flat facts: the one small, pure step the rules match on.
+
+This step only counts and groups what the profile says (which classes were tried, failed, not
+tolerated...). What counts as an adequate trial comes from the rule base's vocabulary, not from
+Python; where the patient sits on the pathway is decided by the staging rules, not here.
+
+FACT_SCHEMA names every fact a rule condition may use, with its type; the rule parser checks
+conditions against it and the engine adapter encodes facts from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .profile import PatientProfile
+from .vocabulary import Vocabulary
+
+
+@dataclass(frozen=True)
+class FactType:
+    kind: str                  # "number" | "bool" | "enum" | "list"
+    vocabulary: str | None = None
+    derived_by_rules: bool = False
+    description: str = ""
+
+
+def _n(d):
+    return FactType("number", description=d)
+
+
+def _b(d):
+    return FactType("bool", description=d)
+
+
+def _e(v, d):
+    return FactType("enum", v, description=d)
+
+
+def _l(v, d):
+    return FactType("list", v, description=d)
+
+
+FACT_SCHEMA: dict[str, FactType] = {
+    # straight from the profile
+    "age_years": _n("age in years"),
+    "weight_kg": _n("weight in kg"),
+    "age_at_onset_years": _n("age at onset in years"),
+    "sex": _e("sexes", "sex"),
+    "diagnosis": _e("diagnoses", "diagnosis"),
+    "lesions.count": _n("number of lesions on the latest imaging"),
+    "lesions.sites": _l("sites", "lesion sites"),
+    "lesions.vertebral_fracture": _b("vertebral fracture or structural damage"),
+    "lesions.symmetric": _b("symmetric lesions"),
+    "lesions.imaging": _e("imaging", "latest imaging"),
+    "activity.pain": _b("pain"),
+    "activity.swelling": _b("swelling"),
+    "activity.functional_impairment": _b("functional impairment"),
+    "activity.active_lesions_on_mri": _b("active lesions on MRI"),
+    "activity.new_lesions": _b("new lesions"),
+    "labs.crp_mg_l": _n("CRP in mg/L"),
+    "labs.esr_mm_h": _n("ESR in mm/h"),
+    "labs.cbc_normal": _b("normal blood count"),
+    "features": _l("features", "associated features"),
+    "red_flags": _l("red_flags", "red flags"),
+    "biopsy": _e("biopsy", "biopsy result"),
+    "hla_b27": _e("hla_b27", "HLA-B27"),
+    # counted and grouped
+    "vertebral": _b("a vertebral lesion"),
+    "multifocal": _b("more than one lesion"),
+    "red_flag_count": _n("number of red flags"),
+    "pediatric_onset": _b("onset before 18 years"),
+    "adult_onset": _b("onset at 18 years or later"),
+    "treatment_count": _n("number of treatments in the history"),
+    "tried_classes": _l("drug_classes", "classes tried"),
+    "tried_drugs": _l("drugs", "drugs tried"),
+    "failed_classes": _l("drug_classes", "classes failed (no response or relapse after an adequate trial)"),
+    "failed_drugs": _l("drugs", "drugs failed"),
+    "failed_class_count": _n("number of classes failed"),
+    "too_short_classes": _l("drug_classes", "classes without response after a trial shorter than adequate"),
+    "responding_classes": _l("drug_classes", "ongoing classes with a partial or complete response"),
+    "complete_response_classes": _l("drug_classes", "classes with a complete response"),
+    "relapsed_classes": _l("drug_classes", "classes with a relapse"),
+    "intolerant_classes": _l("drug_classes", "classes not tolerated or stopped for an adverse event"),
+    "intolerant_drugs": _l("drugs", "drugs not tolerated or stopped for an adverse event"),
+    "adverse_event_classes": _l("drug_classes", "classes with an adverse event recorded"),
+    "adverse_events": _l("adverse_events", "adverse events recorded"),
+    "ongoing_classes": _l("drug_classes", "classes ongoing"),
+    "ongoing_drugs": _l("drugs", "drugs ongoing"),
+    # derived by the staging rules
+    "stage": FactType("list", "stages", derived_by_rules=True, description="pathway stage"),
+}
+
+ADULT_AGE = 18  # the boundary between pediatric and adult onset, as the profile contract defines it
+
+
+def derive_facts(profile: PatientProfile, vocabulary: Vocabulary) -> dict:
+    """Flat facts for one profile; a fact with no value (not stated) is left out."""
+    facts: dict = {
+        "age_years": profile.age_years,
+        "weight_kg": profile.weight_kg,
+        "age_at_onset_years": profile.age_at_onset_years,
+        "sex": profile.sex,
+        "diagnosis": profile.diagnosis,
+        "lesions.count": profile.lesions.count,
+        "lesions.sites": list(profile.lesions.sites),
+        "lesions.vertebral_fracture": profile.lesions.vertebral_fracture,
+        "lesions.symmetric": profile.lesions.symmetric,
+        "lesions.imaging": profile.lesions.imaging,
+        "labs.crp_mg_l": profile.labs.crp_mg_l,
+        "labs.esr_mm_h": profile.labs.esr_mm_h,
+        "labs.cbc_normal": profile.labs.cbc_normal,
+        "features": list(profile.features),
+        "red_flags": list(profile.red_flags),
+        "biopsy": profile.biopsy,
+        "hla_b27": profile.hla_b27,
+    }
+    for name in ("pain", "swelling", "functional_impairment", "active_lesions_on_mri", "new_lesions"):
+        facts[f"activity.{name}"] = getattr(profile.activity, name)
+    facts["vertebral"] = "vertebra" in profile.lesions.sites or profile.lesions.vertebral_fracture
+    facts["multifocal"] = profile.lesions.count > 1
+    facts["red_flag_count"] = len(profile.red_flags)
+    onset = profile.age_at_onset_years
+    facts["pediatric_onset"] = None if onset is None else onset < ADULT_AGE
+    facts["adult_onset"] = None if onset is None else onset >= ADULT_AGE
+    facts.update(_history(profile, vocabulary))
+    facts["stage"] = []
+    return {name: value for name, value in facts.items() if value is not None}
+
+
+def _history(profile: PatientProfile, vocabulary: Vocabulary) -> dict:
+    groups: dict[str, set] = {name: set() for name in (
+        "tried_classes", "tried_drugs", "failed_classes", "failed_drugs", "too_short_classes",
+        "responding_classes", "complete_response_classes", "relapsed_classes",
+        "intolerant_classes", "intolerant_drugs", "adverse_event_classes", "adverse_events",
+        "ongoing_classes", "ongoing_drugs")}
+    for t in profile.treatments:
+        cls = vocabulary.class_of(t.drug)
+        adequate = vocabulary.drug_classes[cls].adequate_trial_months
+        long_enough = adequate is None or t.months >= adequate
+        groups["tried_classes"].add(cls)
+        groups["tried_drugs"].add(t.drug)
+        if t.response in ("none", "relapse") and long_enough:
+            groups["failed_classes"].add(cls)
+            groups["failed_drugs"].add(t.drug)
+        if t.response == "none" and not long_enough:
+            groups["too_short_classes"].add(cls)
+        if t.ongoing and t.response in ("partial", "complete"):
+            groups["responding_classes"].add(cls)
+        if t.response == "complete":
+            groups["complete_response_classes"].add(cls)
+        if t.response == "relapse":
+            groups["relapsed_classes"].add(cls)
+        if t.response in ("intolerance", "adverse_event"):
+            groups["intolerant_classes"].add(cls)
+            groups["intolerant_drugs"].add(t.drug)
+        if t.adverse_events or t.response == "adverse_event":
+            groups["adverse_event_classes"].add(cls)
+        groups["adverse_events"].update(t.adverse_events)
+        if t.ongoing:
+            groups["ongoing_classes"].add(cls)
+            groups["ongoing_drugs"].add(t.drug)
+    out: dict = {}
+    for name, values in groups.items():
+        order = vocabulary.values(FACT_SCHEMA[name].vocabulary)
+        out[name] = [v for v in order if v in values]
+    out["failed_class_count"] = len(out["failed_classes"])
+    out["treatment_count"] = len(profile.treatments)
+    return out

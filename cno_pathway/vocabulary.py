@@ -1,0 +1,176 @@
+"""The vocabulary a profile and a rule may use, read from the rule base's `vocabulary.yaml`.
+
+Keeping the words as data lets a rule author add a drug or a site without touching Python.
+Names are matched forgivingly (case, spaces, hyphens); an unknown name is an error that lists
+the closest known names.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import RuleError
+from .yamlio import Document, read_document
+
+VOCABULARY_FILE = "vocabulary.yaml"
+
+# The lists a profile or a condition can name; each maps to a key of vocabulary.yaml.
+_LIST_KEYS = ("sexes", "diagnoses", "imaging", "sites", "features", "red_flags", "biopsy",
+              "hla_b27", "responses", "adverse_events")
+
+
+_SINGULAR = {"sexes": "sex", "diagnoses": "diagnosis", "imaging": "imaging", "sites": "site",
+             "features": "feature", "red_flags": "red flag", "biopsy": "biopsy result",
+             "hla_b27": "HLA-B27 value", "responses": "response", "adverse_events": "adverse event",
+             "drugs": "drug", "drug_classes": "drug class", "stages": "stage",
+             "procedures": "procedure", "therapies": "therapy", "flags": "flag"}
+
+
+def canonical(name: str) -> str:
+    """'Zoledronic acid' -> 'zoledronic_acid'."""
+    return re.sub(r"[\s\-]+", "_", name.strip().lower())
+
+
+@dataclass(frozen=True)
+class DrugClass:
+    name: str
+    label: str
+    drugs: tuple[str, ...]
+    adequate_trial_months: float | None
+    adequate_trial_basis: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Stage:
+    name: str
+    step: int
+    label: str
+
+
+@dataclass
+class Vocabulary:
+    """Every allowed word, by list, plus drug classes, procedures and stages."""
+
+    words: dict[str, dict[str, str]]           # list name -> {value: label}
+    drug_classes: dict[str, DrugClass]
+    procedures: dict[str, str]
+    stages: dict[str, Stage]
+    source: str = ""
+    drug_to_class: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self):
+        for cls in self.drug_classes.values():
+            for drug in cls.drugs:
+                self.drug_to_class[drug] = cls.name
+
+    # -- lookups ---------------------------------------------------------------------------
+    def values(self, kind: str) -> list[str]:
+        if kind == "drugs":
+            return sorted(set(self.drug_to_class) | set(self.drug_classes))
+        if kind == "drug_classes":
+            return list(self.drug_classes)
+        if kind == "stages":
+            return list(self.stages)
+        if kind == "procedures":
+            return list(self.procedures)
+        if kind == "therapies":
+            return self.values("drugs") + [p for p in self.procedures if p not in self.drug_to_class]
+        return list(self.words[kind])
+
+    def match(self, kind: str, value: str) -> str:
+        """Return the canonical name of `value` in list `kind`, or raise ValueError."""
+        allowed = self.values(kind)
+        name = canonical(value)
+        if name in allowed:
+            return name
+        close = difflib.get_close_matches(name, allowed, n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"unknown {_SINGULAR.get(kind, kind)} {value!r}{hint} "
+                         f"(allowed: {', '.join(allowed)})")
+
+    def class_of(self, therapy: str | None) -> str | None:
+        """The drug class of a drug, a class name itself, or None for a procedure."""
+        if therapy is None:
+            return None
+        if therapy in self.drug_classes:
+            return therapy
+        return self.drug_to_class.get(therapy)
+
+    def label(self, kind: str, value: str) -> str:
+        if kind == "drug_classes":
+            return self.drug_classes[value].label
+        if kind == "stages":
+            return self.stages[value].label
+        if kind == "procedures":
+            return self.procedures[value]
+        return self.words.get(kind, {}).get(value, value)
+
+
+def load_vocabulary(rules_dir: Path) -> Vocabulary:
+    path = Path(rules_dir) / VOCABULARY_FILE
+    doc = read_document(path, error=RuleError)
+    return vocabulary_from_document(doc)
+
+
+def vocabulary_from_document(doc: Document) -> Vocabulary:
+    data = doc.data
+
+    def fail(message, path=()):
+        raise RuleError(message, file=doc.source, line=doc.line(path))
+
+    if not isinstance(data, dict):
+        fail("the vocabulary must be a mapping of lists")
+    known = set(_LIST_KEYS) | {"drug_classes", "procedures", "stages"}
+    for key in data:
+        if key not in known:
+            fail(f"unknown key {key!r} (allowed: {', '.join(sorted(known))})", (key,))
+    words: dict[str, dict[str, str]] = {}
+    for key in _LIST_KEYS:
+        value = data.get(key)
+        if isinstance(value, list) and all(isinstance(v, str) for v in value):
+            words[key] = {v: v.replace("_", " ") for v in value}
+        elif isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
+            words[key] = dict(value)
+        else:
+            fail(f"{key} must be a list of names or a mapping name: label", (key,))
+        for name in words[key]:
+            if canonical(name) != name:
+                fail(f"{key}: {name!r} is not a canonical name (use {canonical(name)!r})", (key,))
+    classes: dict[str, DrugClass] = {}
+    raw_classes = data.get("drug_classes")
+    if not isinstance(raw_classes, dict):
+        fail("drug_classes must be a mapping", ("drug_classes",))
+    seen_drugs: dict[str, str] = {}
+    for name, spec in raw_classes.items():
+        where = ("drug_classes", name)
+        if not isinstance(spec, dict) or not isinstance(spec.get("drugs"), list):
+            fail(f"drug class {name!r} needs a label and a list of drugs", where)
+        extra = set(spec) - {"label", "drugs", "adequate_trial_months", "adequate_trial_basis"}
+        if extra:
+            fail(f"drug class {name!r}: unknown key {sorted(extra)[0]!r}", where)
+        months = spec.get("adequate_trial_months")
+        if months is not None and (isinstance(months, bool) or not isinstance(months, (int, float))
+                                   or months < 0):
+            fail(f"drug class {name!r}: adequate_trial_months must be a number >= 0 or null", where)
+        basis = spec.get("adequate_trial_basis", [])
+        if months is not None and not basis:
+            fail(f"drug class {name!r}: an adequate trial length needs adequate_trial_basis "
+                 "(citations of the passage that sets it)", where)
+        for drug in spec["drugs"]:
+            if drug in seen_drugs:
+                fail(f"drug {drug!r} is listed in both {seen_drugs[drug]} and {name}", where)
+            seen_drugs[drug] = name
+        classes[name] = DrugClass(name=name, label=str(spec.get("label", name)),
+                                  drugs=tuple(spec["drugs"]), adequate_trial_months=months,
+                                  adequate_trial_basis=tuple(basis))
+    procedures = data.get("procedures") or {}
+    stages: dict[str, Stage] = {}
+    for name, spec in (data.get("stages") or {}).items():
+        if not isinstance(spec, dict) or not isinstance(spec.get("step"), int):
+            fail(f"stage {name!r} needs a step number and a label", ("stages", name))
+        stages[name] = Stage(name=name, step=spec["step"], label=str(spec.get("label", name)))
+    return Vocabulary(words=words, drug_classes=classes, procedures=dict(procedures),
+                      stages=stages, source=doc.source)
