@@ -19,7 +19,10 @@ _YES = {"yes": True, "true": True, "y": True, "1": True, "no": False, "false": F
 
 
 def profile_from_file(path: str | Path, vocabulary: Vocabulary) -> PatientProfile:
-    doc = read_document(path, error=ProfileError)
+    """A profile file, or a teaching case file (its `profile` part)."""
+    from .cases import profile_document
+
+    doc = profile_document(read_document(path, error=ProfileError))
     return validate_profile(doc.data, vocabulary, document=doc)
 
 

@@ -1,0 +1,90 @@
+"""Teaching cases (examples/*.yaml): a profile plus what it teaches and what it must produce.
+
+A case file holds `title`, `source` (evidence ids it is built from), `teaches`, `expect`
+(the stages and the exact set of suggestion rules the consult must give) and `profile`.
+`cno-pathway consult CASE.yaml` reads the profile part, so a case is also a valid input.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import InputError, ProfileError
+from .profile import PatientProfile, validate_profile
+from .resources import examples_dir
+from .vocabulary import Vocabulary
+from .yamlio import Document, read_document
+
+CASE_KEYS = {"title", "source", "teaches", "expect", "profile"}
+
+
+@dataclass
+class Case:
+    name: str
+    title: str
+    source: list[str]
+    teaches: str
+    expect_stage: list[str]
+    expect_suggestions: list[str]
+    profile_data: dict
+    document: Document
+    path: Path
+
+    def profile(self, vocabulary: Vocabulary) -> PatientProfile:
+        return validate_profile(self.profile_data, vocabulary, document=_Sub(self.document, "profile"),
+                                source=self.document.source)
+
+
+class _Sub(Document):
+    """A view of a document's sub-mapping that keeps the original line numbers."""
+
+    def __init__(self, doc: Document, key: str):
+        super().__init__(data=doc.data[key], source=doc.source, lines=doc.lines)
+        self.prefix = (key,)
+
+    def line(self, path):
+        return super().line(self.prefix + tuple(path))
+
+
+def is_case(data) -> bool:
+    return isinstance(data, dict) and "profile" in data and set(data) <= CASE_KEYS
+
+
+def profile_document(doc: Document) -> Document:
+    """The profile part of a document: the whole document, or a case file's `profile`."""
+    return _Sub(doc, "profile") if is_case(doc.data) else doc
+
+
+def load_case(path: Path) -> Case:
+    doc = read_document(path, error=ProfileError, label=f"{path.parent.name}/{path.name}")
+    data = doc.data
+    if not is_case(data):
+        raise InputError("a teaching case needs title, source, teaches, expect and profile",
+                         file=doc.source)
+    expect = data.get("expect") or {}
+    if not isinstance(expect, dict) or set(expect) - {"stage", "suggestions"}:
+        raise InputError("expect holds `stage` and `suggestions` lists", file=doc.source,
+                         line=doc.line(("expect",)))
+    return Case(name=path.stem, title=str(data.get("title", path.stem)),
+                source=list(data.get("source") or []), teaches=str(data.get("teaches", "")),
+                expect_stage=list(expect.get("stage") or []),
+                expect_suggestions=list(expect.get("suggestions") or []),
+                profile_data=data["profile"], document=doc, path=path)
+
+
+def case_paths(directory: Path | None = None) -> list[Path]:
+    directory = directory or examples_dir()
+    return sorted(directory.glob("*.yaml")) if directory else []
+
+
+def load_cases(directory: Path | None = None) -> list[Case]:
+    return [load_case(p) for p in case_paths(directory)]
+
+
+def find_case(name: str, directory: Path | None = None) -> Case:
+    for path in case_paths(directory):
+        if path.stem == name:
+            return load_case(path)
+    known = ", ".join(p.stem for p in case_paths(directory)) or "none"
+    raise InputError(f"unknown teaching case {name!r} (known: {known})")
