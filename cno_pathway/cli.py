@@ -11,6 +11,7 @@ import sys
 import click
 
 from . import __version__
+from .commands.batch import batch
 from .commands.consult import consult
 from .commands.evidence import evidence
 from .errors import InputError
@@ -45,4 +46,5 @@ def main():
 
 main.add_command(consult)
 main.add_command(evidence)
+main.add_command(batch)
 

@@ -27,6 +27,8 @@ _PLAIN_TAGS = {
 }
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 _SEQ, _MAP = "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"
+# libyaml's parser when PyYAML was built with it (much faster); same nodes, same marks
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 Path_ = tuple  # a path into the document: keys and list indexes
 
@@ -91,8 +93,9 @@ def parse_document(raw: bytes | str, *, source: str, error: type[InputError] = I
                     line=line)
     if not text.strip():
         raise error("the file is empty", file=source)
-    loader = yaml.SafeLoader(text)
+    loader = _Loader(text)
     try:
+        _check_depth(text, source, error)
         node = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
@@ -110,6 +113,23 @@ def parse_document(raw: bytes | str, *, source: str, error: type[InputError] = I
     builder = _Builder(loader, source, error)
     data = builder.build(node, (), 0)
     return Document(data=data, source=source, lines=builder.lines)
+
+
+_OPEN = (yaml.SequenceStartEvent, yaml.MappingStartEvent)
+_CLOSE = (yaml.SequenceEndEvent, yaml.MappingEndEvent)
+
+
+def _check_depth(text: str, source: str, error) -> None:
+    """Refuse deep nesting before composing: libyaml's composer recurses in C and would crash."""
+    depth = 0
+    for event in yaml.parse(text, Loader=_Loader):
+        if isinstance(event, _OPEN):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise error(f"nested more than {MAX_DEPTH} levels deep; refused", file=source,
+                            line=event.start_mark.line + 1)
+        elif isinstance(event, _CLOSE):
+            depth -= 1
 
 
 class _Builder:

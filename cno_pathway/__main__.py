@@ -1,0 +1,5 @@
+"""`python -m cno_pathway` runs the command line."""
+
+from .cli import main
+
+main()
