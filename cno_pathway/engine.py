@@ -16,9 +16,18 @@ tests/test_engine.py pins each one:
 - the extension is not thread-safe: one lock around every evaluation;
 - registering a ruleset deletes the `run` keys of the dict passed: we pass a copy;
 - priority is an unsigned short: rule priorities are capped by the parser (MAX_PRIORITY);
-- a ruleset of about 540 rules hangs at creation: rules are split into rulesets of at most
-  MAX_RULES_PER_RULESET, and staging rules must fit in the first;
-- "abc" > 75 and "80" == 80 hold in the engine: only validated, typed facts are asserted.
+- a ruleset of about 540 rules hangs at creation (the distinct tests under one alpha node sit in
+  a 512-bucket hash set probed until an empty bucket turns up): rules are split into rulesets of
+  at most MAX_RULES_PER_RULESET (and MAX_ALPHA_PATHS, below), staging rules in the first;
+- matching a fact keeps the alpha nodes still to visit on a stack of 64 entries and fails with
+  "error code: 303" when more are pending (each alternative path through a rule's any/in/not
+  can be pending once): rulesets are also split so that the paths of one phase stay within
+  MAX_ALPHA_PATHS, and a single rule with more paths is a RuleError;
+- a pattern holds at most 31 expression entries, two per $and/$or group ("error code: 113" at
+  creation): nested groups of the same kind are flattened, and a rule still over the limit is a
+  RuleError naming it;
+- "abc" > 75 and "80" == 80 hold in the engine: only validated, typed facts are asserted;
+- its JSON reader rejects numbers such as 1e-05 (exponent, no fraction): see _number.
 
 Forward chaining happens inside the engine: staging rules match the patient fact in phase
 "derive"; a catch-all "round done" rule (below every rule's priority) asserts the next round's
@@ -30,6 +39,7 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
 import threading
 
 import durable.engine as durable
@@ -42,6 +52,8 @@ from .facts import FACT_SCHEMA
 from .rulebook import Rule
 
 MAX_RULES_PER_RULESET = 400
+MAX_ALPHA_PATHS = 60      # the engine's alpha match stack holds 64 pending nodes
+MAX_GROUPS = 15           # a pattern's expression sequence holds 31 entries, two per group
 _ROUND_DONE_PRI = 65000
 _SINK_PRI = 65500
 _KIND = {"cno_kind": "patient"}
@@ -86,6 +98,7 @@ class _Compiler:
 
     def _group(self, op: str, parts: list) -> dict | None:
         parts = [p for p in parts if p is not None] if op == "$and" else parts
+        parts = _flatten(op, parts)
         if op == "$and":
             if not parts:
                 return None
@@ -107,6 +120,10 @@ class _Compiler:
         if isinstance(c, Not):
             return self._neg(c.item)
         if isinstance(c, Presence):
+            if FACT_SCHEMA[c.fact].kind == "list":
+                # list facts always have a value (possibly empty) and are encoded as flags,
+                # not as a field: `present` always holds, `absent` never does
+                return None if c.op == "present" else _NEVER
             return {"$ex" if c.op == "present" else "$nex": {encode_name(c.fact): 1}}
         if isinstance(c, Has):
             want = c.op == "has"
@@ -114,11 +131,11 @@ class _Compiler:
         if isinstance(c, Compare):
             name = encode_name(c.fact)
             if c.op == "eq":
-                return {name: c.value}
+                return {name: _number(c.value)}
             if c.op == "in":
-                return self._group("$or", [{name: v} for v in c.value])
+                return self._group("$or", [{name: _number(v)} for v in c.value])
             op = {"ne": "$neq", "gt": "$gt", "gte": "$gte", "lt": "$lt", "lte": "$lte"}[c.op]
-            return {op: {name: c.value}}
+            return {op: {name: _number(c.value)}}
         raise TypeError(c)
 
     def _neg(self, c: Condition) -> dict | None:
@@ -129,6 +146,8 @@ class _Compiler:
         if isinstance(c, Not):
             return self._pos(c.item)
         if isinstance(c, Presence):
+            if FACT_SCHEMA[c.fact].kind == "list":
+                return _NEVER if c.op == "present" else None
             return {"$nex" if c.op == "present" else "$ex": {encode_name(c.fact): 1}}
         if isinstance(c, Has):
             want = c.op != "has"
@@ -137,14 +156,14 @@ class _Compiler:
             name = encode_name(c.fact)
             absent = {"$nex": {name: 1}}
             if c.op == "eq":
-                inner = {"$neq": {name: c.value}}
+                inner = {"$neq": {name: _number(c.value)}}
             elif c.op == "ne":
-                inner = {name: c.value}
+                inner = {name: _number(c.value)}
             elif c.op == "in":
-                inner = self._group("$and", [{"$neq": {name: v}} for v in c.value])
+                inner = self._group("$and", [{"$neq": {name: _number(v)}} for v in c.value])
             else:
                 op = {"gt": "$lte", "gte": "$lt", "lt": "$gte", "lte": "$gt"}[c.op]
-                inner = {op: {name: c.value}}
+                inner = {op: {name: _number(c.value)}}
             return {"$or": [absent, inner]}
         raise TypeError(c)
 
@@ -156,6 +175,7 @@ class _Run:
         self.facts = facts
         self.fired: list[str] = []
         self.fired_set: set[str] = set()
+        self.order: dict[str, tuple] = {}   # rule id -> sort key: the reference's firing order
         self.derivations: list[tuple[str, str, str]] = []
         self.changed = False
         self.rounds = 0
@@ -175,11 +195,24 @@ class Engine:
                             f"{max_rules_per_ruleset - 1} staging rules in one ruleset")
         self._compiler = _Compiler()
         self._runs: dict[str, _Run] = {}
-        first_room = max_rules_per_ruleset - len(staging) - 2
-        chunks = [suggesting[:first_room]]
-        rest = suggesting[first_room:]
-        size = max_rules_per_ruleset - 1
-        chunks += [rest[i:i + size] for i in range(0, len(rest), size)]
+        compiled = {rule.id: self._compile_rule(rule, "derive", self._staging_action(rule))
+                    for rule in staging}
+        compiled.update({rule.id: self._compile_rule(rule, "suggest", self._suggest_action(rule))
+                         for rule in suggesting})
+        paths = {rid: _paths(d["all"][0]["m"]) for rid, d in compiled.items()}
+        staging_paths = sum(paths[r.id] for r in staging)
+        if staging_paths > MAX_ALPHA_PATHS:
+            raise RuleError(f"the staging rules have {staging_paths} alternative condition paths; "
+                            f"the engine holds at most {MAX_ALPHA_PATHS} in one ruleset "
+                            "(simplify their any/in/not)")
+        chunks: list[list[Rule]] = [[]]
+        room, used = max_rules_per_ruleset - len(staging) - 2, 0
+        for rule in suggesting:
+            if len(chunks[-1]) >= room or used + paths[rule.id] > MAX_ALPHA_PATHS:
+                chunks.append([])
+                room, used = max_rules_per_ruleset - 1, 0
+            chunks[-1].append(rule)
+            used += paths[rule.id]
         base = f"cno{next(_ruleset_names)}"
         self.ruleset_names = [f"{base}_{i}" for i in range(len(chunks))]
         definitions = {}
@@ -187,12 +220,12 @@ class Engine:
             ruleset: dict = {}
             if index == 0:
                 for rule in staging:
-                    ruleset[rule.id] = self._compile_rule(rule, "derive", self._staging_action(rule))
+                    ruleset[rule.id] = compiled[rule.id]
                 ruleset["cno$round-done"] = {
                     "all": [{"m": {"$and": [_KIND, {"phase": "derive"}]}}],
                     "pri": _ROUND_DONE_PRI, "run": self._round_done}
             for rule in chunk:
-                ruleset[rule.id] = self._compile_rule(rule, "suggest", self._suggest_action(rule))
+                ruleset[rule.id] = compiled[rule.id]
             ruleset["cno$sink"] = {"all": [{"m": _KIND}], "pri": _SINK_PRI, "run": _sink}
             definitions[self.ruleset_names[index]] = ruleset
         self.flags = sorted(self._compiler.flags)
@@ -206,8 +239,16 @@ class Engine:
     # -- compilation ----------------------------------------------------------------------
     def _compile_rule(self, rule: Rule, phase: str, action) -> dict:
         expression = self._compiler.compile(rule.when)
-        parts = [_KIND, {"phase": phase}] + ([expression] if expression is not None else [])
-        return {"all": [{"m": {"$and": parts}}], "pri": rule.priority + 1, "run": action}
+        parts = _flatten("$and", [_KIND, {"phase": phase}]
+                         + ([expression] if expression is not None else []))
+        pattern = {"$and": parts}
+        groups, paths = _groups(pattern), _paths(pattern)
+        if groups > MAX_GROUPS or paths > MAX_ALPHA_PATHS:
+            raise RuleError(f"the condition is too complex for the rule engine ({groups} groups, "
+                            f"at most {MAX_GROUPS}; {paths} alternative paths, at most "
+                            f"{MAX_ALPHA_PATHS}): split the rule or simplify its any/in/not",
+                            file=rule.file, line=rule.line, rule=rule.id)
+        return {"all": [{"m": pattern}], "pri": rule.priority + 1, "run": action}
 
     def _staging_action(self, rule: Rule):
         def action(c):
@@ -216,6 +257,7 @@ class Engine:
                 return
             run.fired_set.add(rule.id)
             run.fired.append(rule.id)
+            run.order[rule.id] = (0, run.rounds, rule.priority, rule.id)
             for fact, value in rule.derive.items():
                 run.derivations.append((rule.id, fact, value))
                 run.changed |= add_derivation(run.facts, fact, value, self.value_order.get(fact))
@@ -227,6 +269,7 @@ class Engine:
             if rule.id not in run.fired_set:
                 run.fired_set.add(rule.id)
                 run.fired.append(rule.id)
+                run.order[rule.id] = (1, 0, rule.priority, rule.id)
         return action
 
     def _round_done(self, c):
@@ -250,7 +293,7 @@ class Engine:
             ftype = FACT_SCHEMA.get(name)
             if ftype is None or ftype.kind == "list" or value is None:
                 continue
-            fact[encode_name(name)] = float(value) if ftype.kind == "number" else value
+            fact[encode_name(name)] = _number(value) if ftype.kind == "number" else value
         for name, value in self.flags:
             fact[flag_name(name, value)] = value in facts.get(name, ())
         return fact
@@ -275,7 +318,12 @@ class Engine:
                         self.host.delete_state(name, sid)
                     except Exception:  # noqa: BLE001 - a session never created has nothing to delete
                         pass
-        return Evaluation(facts=run.facts, fired=run.fired, derivations=run.derivations)
+        # the engine breaks priority ties its own way and fires split rulesets one after the
+        # other: report staging rules by round, then everything by (priority, id), as the
+        # reference evaluator does
+        fired = sorted(run.fired, key=run.order.__getitem__)
+        derivations = sorted(run.derivations, key=lambda d: run.order[d[0]])
+        return Evaluation(facts=run.facts, fired=fired, derivations=derivations)
 
     def close(self):
         with _LOCK:
@@ -294,6 +342,54 @@ class Engine:
             self.close()
         except Exception:  # noqa: BLE001 - interpreter shutdown
             pass
+
+
+def _number(value):
+    """A number as durable's JSON reader accepts it. The reader rejects an exponent without a
+    fraction ('1e-05', '1e+16': "error code: 204"), so such a float moves up to the next float,
+    whose repr has a fraction. Facts and rule values go through the same mapping, which keeps
+    equality and order (only a value one ulp above such a float would collide with it)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return value
+    number = float(value)
+    while "e" in repr(number) and "." not in repr(number) and math.isfinite(number):
+        number = math.nextafter(number, math.inf)
+    return number
+
+
+def _flatten(op: str, parts: list) -> list:
+    """Inline nested groups of the same kind: ($and a ($and b c)) -> ($and a b c)."""
+    out = []
+    for part in parts:
+        if isinstance(part, dict) and len(part) == 1 and op in part:
+            out.extend(part[op])
+        else:
+            out.append(part)
+    return out
+
+
+def _groups(expression) -> int:
+    """$and/$or groups in a compiled expression (each takes two of the pattern's entries)."""
+    if isinstance(expression, dict) and len(expression) == 1:
+        (op, arg), = expression.items()
+        if op in ("$and", "$or"):
+            return 1 + sum(_groups(part) for part in arg)
+    return 0
+
+
+def _paths(expression) -> int:
+    """Alternative paths through a compiled expression's alpha network: products over $and,
+    sums over $or (the most match-stack entries one rule can leave pending)."""
+    if isinstance(expression, dict) and len(expression) == 1:
+        (op, arg), = expression.items()
+        if op == "$and":
+            total = 1
+            for part in arg:
+                total *= _paths(part)
+            return total
+        if op == "$or":
+            return sum(_paths(part) for part in arg)
+    return 1
 
 
 def _sink(c):

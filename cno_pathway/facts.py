@@ -102,15 +102,15 @@ def derive_facts(profile: PatientProfile, vocabulary: Vocabulary) -> dict:
         "sex": profile.sex,
         "diagnosis": profile.diagnosis,
         "lesions.count": profile.lesions.count,
-        "lesions.sites": list(profile.lesions.sites),
+        "lesions.sites": _in_order(profile.lesions.sites, vocabulary, "sites"),
         "lesions.vertebral_fracture": profile.lesions.vertebral_fracture,
         "lesions.symmetric": profile.lesions.symmetric,
         "lesions.imaging": profile.lesions.imaging,
         "labs.crp_mg_l": profile.labs.crp_mg_l,
         "labs.esr_mm_h": profile.labs.esr_mm_h,
         "labs.cbc_normal": profile.labs.cbc_normal,
-        "features": list(profile.features),
-        "red_flags": list(profile.red_flags),
+        "features": _in_order(profile.features, vocabulary, "features"),
+        "red_flags": _in_order(profile.red_flags, vocabulary, "red_flags"),
         "biopsy": profile.biopsy,
         "hla_b27": profile.hla_b27,
     }
@@ -125,6 +125,11 @@ def derive_facts(profile: PatientProfile, vocabulary: Vocabulary) -> dict:
     facts.update(_history(profile, vocabulary))
     facts["stage"] = []
     return {name: value for name, value in facts.items() if value is not None}
+
+
+def _in_order(values, vocabulary: Vocabulary, kind: str) -> list[str]:
+    """A list fact in vocabulary order, so the same facts come out whatever order they were given in."""
+    return [v for v in vocabulary.values(kind) if v in values]
 
 
 def _history(profile: PatientProfile, vocabulary: Vocabulary) -> dict:

@@ -1,0 +1,785 @@
+"""The durable_rules adapter (cno_pathway/engine.py) and every durable-rules 2.0.28 sharp edge.
+
+Each edge is pinned twice where that means something: the raw quirk, shown directly against
+durable.engine, and our adapter avoiding it. Raw quirks that hang or crash the interpreter (the
+absent-only loop, deleting a session where no action ran, the ruleset-size hang, the match-stack
+overflow) run only in a child interpreter with a timeout, and the test asserts the bad outcome
+there; the suite itself never hangs or crashes. Not demonstrated raw: the extension's lack of
+thread safety (a race could crash anything); only our lock is tested.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import textwrap
+import threading
+
+import durable.engine as durable
+import pytest
+
+from cno_pathway.engine import (MAX_ALPHA_PATHS, MAX_GROUPS, MAX_RULES_PER_RULESET, Engine,
+                                QuietHost)
+from cno_pathway.errors import EngineError, RuleError
+from cno_pathway.evaluation import reference_evaluate
+from cno_pathway.facts import FACT_SCHEMA, derive_facts
+from cno_pathway.profile import validate_profile
+from cno_pathway.rulebook import MAX_PRIORITY, load_rulebook
+
+# A Host without the dispatch timer threads, written against durable.engine directly: the
+# threads would race the main thread inside the (not thread-safe) extension.
+RAW = textwrap.dedent("""
+    import json, os, sys, threading
+    import durable.engine as d
+    import durable_rules_engine
+
+    class Host(d.Host):
+        def _run(self):
+            pass
+""")
+
+
+def _code(body: str) -> str:
+    return RAW + textwrap.dedent(body)
+
+
+def _last_json(stdout: str):
+    lines = [line for line in stdout.splitlines() if line.strip()]
+    assert lines, "the child printed nothing"
+    return json.loads(lines[-1])
+
+
+def _evaluate_both(rules, facts, value_order, **engine_options):
+    with Engine(rules, value_order, **engine_options) as engine:
+        got = engine.evaluate(facts)
+    return got, reference_evaluate(rules, facts, value_order)
+
+
+def _book(directory, fixture_seeds):
+    return load_rulebook(directory, seeds=fixture_seeds)
+
+
+# -- actions take one parameter -------------------------------------------------------------------
+
+def test_raw_two_parameter_action_is_async_and_stalls_the_session(run_python):
+    """A two-parameter action is called with a callback as its 2nd argument and, since nobody
+    calls the callback, the session never completes: later facts run no action at all."""
+    result = run_python(_code("""
+        seen = []
+        def act(c, rule_id="CNO-X"):
+            seen.append(rule_id if isinstance(rule_id, str) else type(rule_id).__name__)
+        host = Host()
+        host.register_rulesets({"rs": {"r": {"all": [{"m": {"k": "x"}}], "run": act}}})
+        host.assert_fact("rs", {"sid": "1", "k": "x", "n": 1})
+        host.assert_fact("rs", {"sid": "1", "k": "x", "n": 2})
+        print(json.dumps(seen))
+        os._exit(0)
+    """), timeout=60)
+    assert result.returncode == 0, result.stderr
+    # called once, with durable's callback instead of the rule id, then never again
+    assert _last_json(result.stdout) == ["function"]
+
+
+def test_every_adapter_action_takes_exactly_one_parameter(fixture_pathway):
+    engine = fixture_pathway.engine
+    for name, ruleset in engine.definitions.items():
+        for rule_id, definition in ruleset.items():
+            promise = durable.Promise(definition["run"])
+            assert promise._sync, f"{name}/{rule_id} would be treated as async"
+
+
+def test_two_parameter_actions_are_what_durable_treats_as_async():
+    def one(c):
+        return None
+
+    def two(c, extra=None):
+        return None
+
+    assert durable.Promise(one)._sync is True
+    assert durable.Promise(two)._sync is False
+
+
+# -- absent-only patterns -------------------------------------------------------------------------
+
+def test_raw_absent_only_pattern_loops_forever(run_python):
+    """A pattern made only of 'field absent' also matches the engine's own state fact, each
+    action updates that state, and the rule fires again and again."""
+    result = run_python(_code("""
+        calls = [0]
+        def act(c):
+            calls[0] += 1
+            if calls[0] > 1000:
+                os._exit(3)        # looping: stop the child (sys.exit would be swallowed)
+        host = Host()
+        host.register_rulesets({"rs": {"r": {"all": [{"m": {"$nex": {"weight_kg": 1}}}],
+                                             "run": act}}})
+        host.assert_fact("rs", {"sid": "1", "age": 3})
+        print(calls[0])
+        os._exit(0)
+    """), timeout=60)
+    assert result.returncode == 3, (result.returncode, result.stdout[-300:], result.stderr[-300:])
+
+
+def test_every_pattern_starts_with_the_fact_kind_discriminator(fixture_pathway, parse_rules, rule):
+    rules = parse_rules([rule("CNO-T-ABSENT", {"absent": "weight_kg"}),
+                         rule("CNO-T-NOT-PRESENT", {"not": {"present": "weight_kg"}}),
+                         rule("CNO-T-STAGE", {"absent": "sex"}, derive={"stage": "treatment_naive"})])
+    with Engine(rules) as own:
+        for engine in (fixture_pathway.engine, own):
+            for ruleset in engine.definitions.values():
+                for definition in ruleset.values():
+                    pattern = definition["all"][0]["m"]
+                    first = pattern["$and"][0] if "$and" in pattern else pattern
+                    assert first == {"cno_kind": "patient"}
+
+
+def test_absent_only_conditions_fire_once_and_return(run_python, write_rules, rule, fixture_seeds):
+    """Through the adapter (in a child, so that a regression cannot hang the suite)."""
+    directory = write_rules([
+        rule("CNO-T-NO-WEIGHT", {"absent": "weight_kg"}),
+        rule("CNO-T-NOT-PRESENT", {"not": {"present": "weight_kg"}}),
+        rule("CNO-T-STAGE-NO-SEX", {"absent": "sex"}, derive={"stage": "treatment_naive"}),
+        rule("CNO-T-AFTER-STAGE", {"has": {"stage": "treatment_naive"}}),
+    ], keep_fixture=False)
+    result = run_python(textwrap.dedent(f"""
+        import json
+        from cno_pathway.engine import Engine
+        from cno_pathway.facts import derive_facts
+        from cno_pathway.profile import validate_profile
+        from cno_pathway.rulebook import load_rulebook
+        book = load_rulebook({str(directory)!r})
+        engine = Engine(book.active, {{"stage": list(book.vocabulary.stages)}})
+        out = []
+        for data in ({{"age_years": 9, "diagnosis": "cno", "lesions": {{"count": 1}}}},
+                     {{"age_years": 9, "weight_kg": 30, "sex": "male", "diagnosis": "cno",
+                       "lesions": {{"count": 1}}}}):
+            facts = derive_facts(validate_profile(data, book.vocabulary), book.vocabulary)
+            out.append(engine.evaluate(facts).fired)
+        engine.close()
+        print(json.dumps(out))
+    """), timeout=60)
+    assert result.returncode == 0, result.stderr
+    without, with_everything = _last_json(result.stdout)
+    assert without == ["CNO-T-STAGE-NO-SEX", "CNO-T-AFTER-STAGE", "CNO-T-NO-WEIGHT",
+                       "CNO-T-NOT-PRESENT"]
+    assert with_everything == []
+
+
+# -- sessions where no action ran; facts no rule handles ------------------------------------------
+
+def test_raw_unhandled_fact_raises_and_deleting_its_session_crashes(run_python):
+    result = run_python(_code("""
+        def act(c):
+            pass
+        host = Host()
+        host.register_rulesets({"rs": {"r": {"all": [{"m": {"k": "x"}}], "run": act}}})
+        try:
+            host.assert_fact("rs", {"sid": "1", "k": "no rule matches this"})
+        except d.MessageNotHandledException:
+            print("MessageNotHandledException", flush=True)
+        host.delete_state("rs", "1")       # no action ever ran in this session
+        print("survived", flush=True)
+        os._exit(0)
+    """), timeout=60)
+    assert "MessageNotHandledException" in result.stdout
+    assert "survived" not in result.stdout
+    assert result.returncode < 0, (result.returncode, result.stderr[-300:])  # killed by a signal
+
+
+def test_every_ruleset_keeps_a_lowest_priority_sink(fixture_pathway):
+    engine = Engine(fixture_pathway.rulebook.active, fixture_pathway.value_order,
+                    max_rules_per_ruleset=5)
+    try:
+        assert len(engine.ruleset_names) > 1
+        for ruleset in engine.definitions.values():
+            sink = ruleset["cno$sink"]
+            assert sink["all"] == [{"m": {"cno_kind": "patient"}}]
+            assert sink["pri"] == max(d.get("pri", 0) for d in ruleset.values())
+            assert sink["pri"] <= 65535
+    finally:
+        engine.close()
+
+
+def test_a_profile_no_rule_matches_evaluates_cleanly(run_python, write_rules, rule):
+    """Nothing fires, in any ruleset; sessions are deleted; repeated many times (in a child:
+    were the sink missing, deleting those sessions would crash the interpreter)."""
+    directory = write_rules([rule(f"CNO-T-NEVER-{i}", {"gt": {"age_years": 100}})
+                             for i in range(6)], keep_fixture=False)
+    result = run_python(textwrap.dedent(f"""
+        import json
+        from cno_pathway.engine import Engine
+        from cno_pathway.facts import derive_facts
+        from cno_pathway.profile import validate_profile
+        from cno_pathway.rulebook import load_rulebook
+        book = load_rulebook({str(directory)!r})
+        facts = derive_facts(validate_profile({{"age_years": 9, "diagnosis": "cno",
+                                                "lesions": {{"count": 1}}}}, book.vocabulary),
+                             book.vocabulary)
+        fired, rulesets = [], []
+        for size in (400, 3):
+            engine = Engine(book.active, max_rules_per_ruleset=size)
+            for _ in range(50):
+                fired.extend(engine.evaluate(facts).fired)
+            rulesets.append(len(engine.ruleset_names))
+            engine.close()
+        print(json.dumps({{"fired": fired, "rulesets": rulesets}}))
+    """), timeout=60)
+    assert result.returncode == 0, result.stderr
+    outcome = _last_json(result.stdout)
+    assert outcome["fired"] == []
+    assert outcome["rulesets"][0] == 1 and outcome["rulesets"][1] > 2
+
+
+# -- exceptions inside actions --------------------------------------------------------------------
+
+def test_raw_action_exceptions_are_swallowed_into_the_session_state():
+    def boom(c):
+        raise ValueError("boom in an action")
+
+    host = QuietHost()
+    host.register_rulesets({"raw_exc": {"r": {"all": [{"m": {"k": "x"}}], "run": boom}}})
+    try:
+        state = host.assert_fact("raw_exc", {"sid": "1", "k": "x"})  # does not raise
+        assert "boom in an action" in state["exception"]
+        assert "boom in an action" in host.get_state("raw_exc", "1")["exception"]
+        host.delete_state("raw_exc", "1")
+    finally:
+        host.delete_rulesets()
+
+
+def _raising_for(rule_id, original):
+    def factory(self, rule):
+        action = original(self, rule)
+        if rule.id != rule_id:
+            return action
+
+        def boom(c):
+            raise RuntimeError(f"boom from {rule.id}")
+        return boom
+    return factory
+
+
+@pytest.mark.parametrize("rule_id, kind", [("CNO-MON-MRI", "_suggest_action"),
+                                           ("CNO-STAGE-NAIVE", "_staging_action")])
+@pytest.mark.parametrize("size", [MAX_RULES_PER_RULESET, 5])
+def test_an_exception_in_an_action_surfaces_as_engine_error(monkeypatch, fixture_book, value_order,
+                                                            make_facts, profile_data, rule_id,
+                                                            kind, size):
+    monkeypatch.setattr(Engine, kind, _raising_for(rule_id, getattr(Engine, kind)))
+    with Engine(fixture_book.active, value_order, max_rules_per_ruleset=size) as engine:
+        naive = make_facts(profile_data())
+        with pytest.raises(EngineError, match=f"boom from {rule_id}"):
+            engine.evaluate(naive)
+        assert engine._runs == {}
+        # the engine stays usable: a patient for whom the failing rule does not fire is fine
+        if rule_id == "CNO-STAGE-NAIVE":
+            other = make_facts(profile_data(treatments=[
+                {"drug": "naproxen", "months": 4, "response": "none"}]))
+            assert "CNO-ESC-STEROID" in engine.evaluate(other).fired
+        else:
+            with pytest.raises(EngineError):
+                engine.evaluate(naive)
+
+
+# -- the 1,024-session limit ----------------------------------------------------------------------
+
+def test_raw_more_than_1024_live_sessions_raise_memory_error(run_python):
+    result = run_python(_code("""
+        def act(c):
+            pass
+        host = Host()
+        host.register_rulesets({"rs": {"r": {"all": [{"m": {"k": "x"}}], "run": act}}})
+        failed_at = None
+        for i in range(1100):
+            try:
+                host.assert_fact("rs", {"sid": str(i), "k": "x"})
+            except MemoryError:
+                failed_at = i
+                break
+        print(json.dumps(failed_at))
+        os._exit(0)
+    """), timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert _last_json(result.stdout) == 1024
+
+
+def test_two_thousand_sequential_evaluations(fixture_pathway, vocab, gen):
+    rng = random.Random(2024)
+    book = fixture_pathway.rulebook
+    samples = [derive_facts(validate_profile(gen.profile(rng, vocab), vocab), vocab) for _ in range(40)]
+    expected = [reference_evaluate(book.active, f, fixture_pathway.value_order) for f in samples]
+    engine = fixture_pathway.engine
+    for i in range(2000):
+        got = engine.evaluate(samples[i % len(samples)])
+        want = expected[i % len(samples)]
+        assert (got.fired, got.facts) == (want.fired, want.facts), i
+    assert engine._runs == {}
+
+
+# -- timer threads --------------------------------------------------------------------------------
+
+def test_raw_host_starts_two_timer_threads(run_python):
+    result = run_python(textwrap.dedent("""
+        import json, os, threading
+        import durable.engine as d
+        before = threading.active_count()
+        host = d.Host()
+        print(json.dumps([before, threading.active_count()]))
+        os._exit(0)
+    """), timeout=60)
+    assert result.returncode == 0, result.stderr
+    before, after = _last_json(result.stdout)
+    assert after == before + 2
+
+
+def test_engine_construction_evaluation_and_close_start_no_threads(fixture_book, value_order,
+                                                                     make_facts, profile_data):
+    before = threading.active_count()
+    host = QuietHost()
+    assert threading.active_count() == before
+    engine = Engine(fixture_book.active, value_order, max_rules_per_ruleset=5)
+    assert threading.active_count() == before
+    engine.evaluate(make_facts(profile_data()))
+    assert threading.active_count() == before
+    inner = engine.host
+    engine.close()
+    assert engine.host is None
+    assert inner._ruleset_list == [] and inner._ruleset_directory == {}
+    engine.close()  # closing twice is harmless
+    assert threading.active_count() == before
+    host.delete_rulesets()
+
+
+# -- thread safety --------------------------------------------------------------------------------
+
+def test_concurrent_evaluations_agree_with_sequential_ones(fixture_pathway, fixture_book, vocab,
+                                                          value_order, gen):
+    rng = random.Random(7)
+    samples = [derive_facts(validate_profile(gen.profile(rng, vocab), vocab), vocab) for _ in range(60)]
+    split = Engine(fixture_book.active, value_order, max_rules_per_ruleset=5)
+    engines = [fixture_pathway.engine, split]
+    sequential = [[(e.evaluate(f).fired, e.evaluate(f).facts) for f in samples] for e in engines]
+    results: dict = {}
+    errors: list = []
+    start = threading.Barrier(8)
+
+    def work(worker):
+        try:
+            start.wait()
+            engine = engines[worker % 2]
+            order = list(range(len(samples)))
+            random.Random(worker).shuffle(order)
+            results[worker] = {i: (engine.evaluate(samples[i]).fired, engine.evaluate(samples[i]).facts)
+                               for i in order * 3}
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(w,)) for w in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    split.close()
+    assert not errors, errors
+    assert len(results) == 8
+    for worker, got in results.items():
+        for i, outcome in got.items():
+            assert outcome == sequential[worker % 2][i], (worker, i)
+
+
+# -- registering strips `run` ---------------------------------------------------------------------
+
+def test_raw_register_deletes_the_run_keys_of_the_dict_passed():
+    def act(c):
+        return None
+
+    definitions = {"raw_run": {"r": {"all": [{"m": {"k": "x"}}], "run": act}}}
+    host = QuietHost()
+    try:
+        host.register_rulesets(definitions)
+        assert "run" not in definitions["raw_run"]["r"]
+    finally:
+        host.delete_rulesets()
+
+
+def test_engine_definitions_keep_their_run_keys(fixture_book, value_order):
+    with Engine(fixture_book.active, value_order, max_rules_per_ruleset=5) as engine:
+        for ruleset in engine.definitions.values():
+            for rule_id, definition in ruleset.items():
+                assert callable(definition.get("run")), rule_id
+        assert {r.id for r in fixture_book.active} <= {
+            rid for ruleset in engine.definitions.values() for rid in ruleset}
+
+
+# -- priority is an unsigned short ----------------------------------------------------------------
+
+def test_raw_priority_wraps_around_above_65535():
+    fired = []
+    host = QuietHost()
+    host.register_rulesets({"raw_pri": {
+        "a": {"all": [{"m": {"t": "p"}}], "pri": 2, "run": lambda c: fired.append("pri 2")},
+        "b": {"all": [{"m": {"t": "p"}}], "pri": 65537, "run": lambda c: fired.append("pri 65537")},
+        "c": {"all": [{"m": {"t": "p"}}], "pri": 3, "run": lambda c: fired.append("pri 3")}}})
+    try:
+        host.assert_fact("raw_pri", {"sid": "1", "t": "p"})
+        host.delete_state("raw_pri", "1")
+    finally:
+        host.delete_rulesets()
+    assert fired == ["pri 65537", "pri 2", "pri 3"]  # 65537 became 1
+
+
+@pytest.mark.parametrize("priority", [MAX_PRIORITY + 1, 65536, 70000, -1, 1.5, True])
+def test_parser_caps_priority(write_rules, rule, fixture_seeds, priority):
+    directory = write_rules([rule("CNO-T-PRI", {"all": []}, priority=priority)])
+    with pytest.raises(RuleError) as caught:
+        _book(directory, fixture_seeds)
+    assert caught.value.rule == "CNO-T-PRI"
+    assert caught.value.file.endswith("50-extra.yaml") and caught.value.line
+    assert "priority" in caught.value.message
+
+
+def test_extreme_priorities_fire_in_priority_order_below_the_engine_s_own_rules(
+        write_rules, rule, fixture_seeds, make_facts, profile_data):
+    directory = write_rules([
+        rule("CNO-T-LATE-STAGE", {"all": []}, derive={"stage": "nsaid_trial_too_short"},
+             priority=MAX_PRIORITY),
+        rule("CNO-T-TOP", {"has": {"stage": "nsaid_trial_too_short"}}, priority=MAX_PRIORITY),
+        rule("CNO-T-ZERO", {"all": []}, priority=0),
+        rule("CNO-T-MID", {"all": []}, priority=5),
+    ], keep_fixture=False)
+    book = _book(directory, fixture_seeds)
+    with Engine(book.active, {"stage": list(book.vocabulary.stages)}) as engine:
+        for ruleset in engine.definitions.values():
+            pris = {rid: d["pri"] for rid, d in ruleset.items()}
+            own = {rid: p for rid, p in pris.items() if rid.startswith("cno$")}
+            assert max(p for rid, p in pris.items() if rid not in own) < min(own.values())
+            assert max(pris.values()) <= 65535
+        got = engine.evaluate(make_facts(profile_data()))
+    assert got.fired == ["CNO-T-LATE-STAGE", "CNO-T-ZERO", "CNO-T-MID", "CNO-T-TOP"]
+
+
+# -- ruleset size: the ~540-rule hang -------------------------------------------------------------
+
+def test_raw_ruleset_of_several_hundred_rules_hangs_at_creation(run_python):
+    """Distinct tests under one alpha node go into a 512-bucket hash set probed linearly:
+    once it is full, creating the ruleset spins forever. 510 rules are instant."""
+    code = _code("""
+        import time
+        n = int(os.environ["N_RULES"])
+        rules = {f"r{i}": {"all": [{"m": {"$and": [{"t": "p"}, {"$gt": {"x": i}}]}}],
+                           "run": lambda c: None} for i in range(n)}
+        Host().register_rulesets({"big": rules})
+        print("created", flush=True)
+        os._exit(0)
+    """)
+    small = run_python(code, timeout=60, env={"N_RULES": "510"})
+    assert small.returncode == 0 and "created" in small.stdout, small.stderr
+    import subprocess
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_python(code, timeout=5, env={"N_RULES": "600"})
+
+
+def test_split_rulesets_compile_and_fire_like_the_reference(fixture_book, value_order, vocab,
+                                                            make_facts, gen):
+    """The fixture rule base split into tiny rulesets gives exactly the reference's results."""
+    rng = random.Random(11)
+    samples = [derive_facts(validate_profile(gen.profile(rng, vocab), vocab), vocab) for _ in range(150)]
+    for size in (5, 6, 7):
+        with Engine(fixture_book.active, value_order, max_rules_per_ruleset=size) as engine:
+            assert len(engine.ruleset_names) > 1
+            assert all(len(d) <= size + 1 for d in engine.definitions.values())
+            for facts in samples:
+                got = engine.evaluate(facts)
+                want = reference_evaluate(fixture_book.active, facts, value_order)
+                assert (got.fired, got.facts, got.derivations) == (want.fired, want.facts,
+                                                                   want.derivations)
+
+
+def test_too_many_staging_rules_for_one_ruleset_is_a_rule_error(parse_rules, rule):
+    rules = parse_rules([rule(f"CNO-T-S{i}", {"all": []}, derive={"stage": "treatment_naive"})
+                         for i in range(5)])
+    with pytest.raises(RuleError, match="staging rules"):
+        Engine(rules, max_rules_per_ruleset=5)
+
+
+def test_a_thousand_generated_rules_compile_and_fire_like_the_reference(run_python):
+    """1,000 random suggestion rules (plus chained staging rules) compile into several rulesets
+    and fire exactly like the reference; in a child, so a regression cannot hang the suite."""
+    result = run_python(textwrap.dedent("""
+        import json, random, sys
+        sys.path.insert(0, "tests")
+        import yaml
+        from conftest import FIXTURE_RULES, random_profile_data, random_rule_base
+        from cno_pathway.engine import Engine, MAX_ALPHA_PATHS, _paths
+        from cno_pathway.evaluation import reference_evaluate
+        from cno_pathway.facts import derive_facts
+        from cno_pathway.profile import validate_profile
+        from cno_pathway.rulebook import load_rulebook, parse_rule_file
+        from cno_pathway.yamlio import parse_document
+        book = load_rulebook(FIXTURE_RULES)
+        vocab = book.vocabulary
+        order = {"stage": list(vocab.stages)}
+        rng = random.Random(1000)
+        data = random_rule_base(rng, vocab, staging=12, suggesting=1000)
+        rules = parse_rule_file(parse_document(yaml.safe_dump(data), source="rules/gen.yaml"),
+                                vocab, book.sections)
+        engine = Engine(rules, order)
+        budget_ok = all(
+            sum(_paths(d["all"][0]["m"]) for rid, d in rs.items()
+                if {"phase": phase} in d["all"][0]["m"].get("$and", [])) <= MAX_ALPHA_PATHS
+            for rs in engine.definitions.values() for phase in ("derive", "suggest"))
+        mismatches, fired = 0, 0
+        for _ in range(120):
+            facts = derive_facts(validate_profile(random_profile_data(rng, vocab), vocab), vocab)
+            got = engine.evaluate(facts)
+            want = reference_evaluate(rules, facts, order)
+            mismatches += (got.fired, got.facts) != (want.fired, want.facts)
+            fired += len(got.fired)
+        engine.close()
+        print(json.dumps({"rules": len(rules), "rulesets": len(engine.ruleset_names),
+                          "budget_ok": budget_ok, "mismatches": mismatches, "fired": fired}))
+    """), timeout=240)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = _last_json(result.stdout)
+    assert summary["rules"] == 1012
+    assert summary["rulesets"] > 1
+    assert summary["budget_ok"]
+    assert summary["mismatches"] == 0
+    assert summary["fired"] > 120  # the comparison is not vacuous
+
+
+# -- the alpha match stack and the expression sequence (found while testing) ----------------------
+
+def test_raw_more_than_64_pending_alpha_nodes_fail_the_assertion(run_python):
+    code = _code("""
+        n = int(os.environ["N_RULES"])
+        rules = {f"r{i}": {"all": [{"m": {"$and": [{"t": "p"}, {f"f{i}": False}]}}],
+                           "run": lambda c: None} for i in range(n)}
+        host = Host()
+        host.register_rulesets({"s": rules})
+        fact = {"sid": "1", "t": "p"}
+        fact.update({f"f{i}": False for i in range(n)})
+        try:
+            host.assert_fact("s", fact)
+            print(json.dumps("ok"))
+        except durable_rules_engine.error as exc:
+            print(json.dumps(str(exc)))
+        os._exit(0)
+    """)
+    assert _last_json(run_python(code, timeout=60, env={"N_RULES": "64"}).stdout) == "ok"
+    assert "error code: 303" in _last_json(run_python(code, timeout=60, env={"N_RULES": "65"}).stdout)
+
+
+def test_raw_more_than_15_groups_in_one_pattern_fail_creation(run_python):
+    code = _code("""
+        g = int(os.environ["GROUPS"])
+        pattern = {"$and": [{"t": "p"}] + [{"$or": [{"a": i}, {"b": i}]} for i in range(g - 1)]}
+        try:
+            Host().register_rulesets({"g": {"r": {"all": [{"m": pattern}], "run": lambda c: None}}})
+            print(json.dumps("ok"))
+        except durable_rules_engine.error as exc:
+            print(json.dumps(str(exc)))
+        os._exit(0)
+    """)
+    assert _last_json(run_python(code, timeout=60, env={"GROUPS": "15"}).stdout) == "ok"
+    assert "error code: 113" in _last_json(run_python(code, timeout=60, env={"GROUPS": "16"}).stdout)
+
+
+def test_many_simultaneously_matching_rules_are_split_by_the_path_budget(parse_rules, rule, vocab,
+                                                                         make_facts, profile_data):
+    drugs = vocab.values("drugs")
+    rules = parse_rules([rule(f"CNO-T-LACKS-{i}", {"lacks": {fact: drug}})
+                         for i, (fact, drug) in enumerate(
+                             (f, d) for f in ("tried_drugs", "failed_drugs", "ongoing_drugs",
+                                              "intolerant_drugs") for d in drugs)])
+    assert len(rules) > 64
+    facts = make_facts(profile_data())
+    got, want = _evaluate_both(rules, facts, {})
+    assert got.fired == want.fired and len(got.fired) == len(rules)
+    with Engine(rules) as engine:
+        assert len(engine.ruleset_names) >= len(rules) // MAX_ALPHA_PATHS
+
+
+def test_a_rule_too_complex_for_the_engine_is_a_rule_error_naming_it(parse_rules, rule):
+    wide = rule("CNO-T-WIDE", {"all": [{"in": {"age_years": [1, 2, 3, 4, 5]}},
+                                       {"in": {"weight_kg": [10, 20, 30, 40, 50]}},
+                                       {"in": {"lesions.count": [1, 2, 3, 4, 5]}}]})
+    deep: dict = {"eq": {"vertebral": True}}
+    for i in range(MAX_GROUPS):
+        deep = {"any": [{"eq": {"lesions.count": i}}, {"all": [{"eq": {"multifocal": True}}, deep]}]}
+    for data in (wide, rule("CNO-T-DEEP", deep)):
+        rules = parse_rules([data], source="rules/70-complex.yaml")
+        with pytest.raises(RuleError) as caught:
+            Engine(rules)
+        assert caught.value.rule == data["id"]
+        assert caught.value.file == "rules/70-complex.yaml" and caught.value.line == 1
+        assert "too complex" in caught.value.message
+
+
+# -- typed facts only -----------------------------------------------------------------------------
+
+def test_raw_engine_compares_strings_with_numbers():
+    got = []
+    host = QuietHost()
+    host.register_rulesets({"raw_cmp": {
+        "gt": {"all": [{"m": {"$and": [{"t": "p"}, {"$gt": {"v": 75}}]}}],
+               "run": lambda c: got.append(("gt", c.m.v))},
+        "eq": {"all": [{"m": {"$and": [{"t": "p"}, {"w": 80}]}}],
+               "run": lambda c: got.append(("eq", c.m.w))},
+        "sink": {"all": [{"m": {"t": "p"}}], "pri": 60000, "run": lambda c: None}}})
+    try:
+        for sid, fact in enumerate(({"v": "abc"}, {"w": "80"})):
+            host.assert_fact("raw_cmp", {"sid": str(sid), "t": "p", **fact})
+            host.delete_state("raw_cmp", str(sid))
+    finally:
+        host.delete_rulesets()
+    assert got == [("gt", "abc"), ("eq", "80")]  # "abc" > 75 and "80" == 80 both hold
+
+
+def test_only_typed_facts_reach_the_engine(fixture_pathway, vocab, gen):
+    engine = fixture_pathway.engine
+    rng = random.Random(3)
+    for _ in range(200):
+        facts = derive_facts(validate_profile(gen.profile(rng, vocab), vocab), vocab)
+        encoded = engine._fact(facts, "sid", "suggest", 0)
+        for name, ftype in FACT_SCHEMA.items():
+            key = name.replace(".", "_")
+            if ftype.kind == "list" or name not in facts:
+                assert key not in encoded, name
+            elif ftype.kind == "number":
+                assert type(encoded[key]) is float
+            elif ftype.kind == "bool":
+                assert type(encoded[key]) is bool
+            else:
+                assert encoded[key] in vocab.values(ftype.vocabulary)
+        for fact, value in engine.flags:
+            assert encoded[f"{fact.replace('.', '_')}__{value}"] is (value in facts[fact])
+
+
+@pytest.mark.parametrize("when", [{"gt": {"labs.crp_mg_l": "75"}}, {"eq": {"lesions.count": "80"}},
+                                  {"eq": {"vertebral": "yes"}}, {"eq": {"sex": 1}},
+                                  {"in": {"age_years": [1, "2"]}}, {"gt": {"sex": "female"}},
+                                  {"eq": {"features": "ibd"}}, {"has": {"age_years": 3}}])
+def test_rule_values_are_typed_by_the_parser(parse_rules, rule, when):
+    with pytest.raises(RuleError) as caught:
+        parse_rules([rule("CNO-T-TYPED", when)])
+    assert caught.value.rule == "CNO-T-TYPED" and caught.value.line
+
+
+def test_profiles_with_strings_for_numbers_never_reach_the_engine(vocab, profile_data):
+    from cno_pathway.errors import ProfileError
+
+    with pytest.raises(ProfileError):
+        validate_profile(profile_data(labs={"crp_mg_l": "abc"}), vocab)
+    with pytest.raises(ProfileError):
+        validate_profile(profile_data(lesions={"count": "80"}), vocab)
+
+
+# -- forward chaining -----------------------------------------------------------------------------
+
+def test_forward_chaining_in_one_evaluation(fixture_pathway, make_facts, profile_data):
+    facts = make_facts(profile_data(treatments=[
+        {"drug": "naproxen", "months": 4, "response": "none"},
+        {"drug": "prednisolone", "months": 1, "response": "relapse"}]))
+    got = fixture_pathway.engine.evaluate(facts)
+    assert got.fired == ["CNO-STAGE-NSAID-REFRACTORY", "CNO-STAGE-MULTI", "CNO-REF-MULTI",
+                         "CNO-MON-MRI"]
+    assert got.derivations == [("CNO-STAGE-NSAID-REFRACTORY", "stage", "nsaid_refractory"),
+                               ("CNO-STAGE-MULTI", "stage", "multi_class_refractory")]
+    assert got.facts["stage"] == ["nsaid_refractory", "multi_class_refractory"]
+    assert facts["stage"] == []  # the caller's facts are not changed
+
+
+def test_a_chain_of_staging_rules_over_several_rounds(write_rules, rule, fixture_seeds, make_facts,
+                                                      profile_data):
+    directory = write_rules([
+        rule("CNO-T-S3", {"has": {"stage": "nsaid_refractory"}}, derive={"stage": "csdmard_failed"},
+             priority=1),
+        rule("CNO-T-S2", {"has": {"stage": "nsaid_trial_too_short"}},
+             derive={"stage": "nsaid_refractory"}, priority=2),
+        rule("CNO-T-S1", {"eq": {"treatment_count": 0}}, derive={"stage": "nsaid_trial_too_short"},
+             priority=3),
+        rule("CNO-T-ONCE", {"lacks": {"stage": "diagnosis_unconfirmed"}},
+             derive={"stage": "treatment_naive"}, priority=4),
+        rule("CNO-T-END", {"all": [{"has": {"stage": "csdmard_failed"}},
+                                   {"has": {"stage": "treatment_naive"}}]}),
+        rule("CNO-T-NOT-YET", {"lacks": {"stage": "csdmard_failed"}}),
+    ], keep_fixture=False)
+    book = _book(directory, fixture_seeds)
+    order = {"stage": list(book.vocabulary.stages)}
+    facts = make_facts(profile_data())
+    got, want = _evaluate_both(book.active, facts, order)
+    assert got.fired == ["CNO-T-S1", "CNO-T-ONCE", "CNO-T-S2", "CNO-T-S3", "CNO-T-END"]
+    assert got.fired == want.fired and got.facts == want.facts
+    assert got.facts["stage"] == ["treatment_naive", "nsaid_trial_too_short", "nsaid_refractory",
+                                  "csdmard_failed"]  # vocabulary order
+
+
+def test_presence_tests_on_list_facts_agree_with_the_reference(parse_rules, rule, make_facts,
+                                                               profile_data):
+    """List facts always have a value (possibly empty): `present` holds and `absent` does not.
+    (A bug found here: the engine encodes list facts as flags only, so it used to say absent.)"""
+    rules = parse_rules([rule("CNO-T-P", {"present": "features"}),
+                         rule("CNO-T-A", {"absent": "stage"}),
+                         rule("CNO-T-NP", {"not": {"present": "failed_classes"}}),
+                         rule("CNO-T-NA", {"not": {"absent": "red_flags"}})])
+    got, want = _evaluate_both(rules, make_facts(profile_data()), {})
+    assert got.fired == want.fired == ["CNO-T-NA", "CNO-T-P"]
+
+
+def test_edge_conditions_agree_with_the_reference(parse_rules, rule, make_facts, profile_data):
+    whens = [{"any": []}, {"all": []}, {"not": {"any": []}}, {"not": {"all": []}},
+             {"ne": {"sex": "female"}}, {"not": {"ne": {"sex": "female"}}},
+             {"ne": {"weight_kg": 30}}, {"not": {"gt": {"weight_kg": 30}}},
+             {"in": {"lesions.symmetric": [True]}}, {"not": {"in": {"sex": ["male"]}}},
+             {"lacks": {"features": ["ibd", "acne"]}}, {"not": {"has": {"features": ["ibd", "acne"]}}},
+             {"has": {"features": ["ibd", "acne"]}}, {"eq": {"vertebral": False, "multifocal": True}}]
+    rules = parse_rules([rule(f"CNO-T-E{i}", when) for i, when in enumerate(whens)])
+    for data in (profile_data(), profile_data(sex="male", weight_kg=30, features=["ibd"],
+                                              lesions={"count": 1, "symmetric": True})):
+        got, want = _evaluate_both(rules, make_facts(data), {})
+        assert got.fired == want.fired
+        assert got.fired  # some fire, some do not
+        assert len(got.fired) < len(rules)
+
+
+# -- numbers durable's JSON reader rejects (found by the differential test) -----------------------
+
+def test_raw_numbers_with_an_exponent_but_no_fraction_are_rejected(run_python):
+    result = run_python(_code("""
+        host = Host()
+        host.register_rulesets({"n": {"r": {"all": [{"m": {"t": "p"}}], "run": lambda c: None}}})
+        out = {}
+        for i, value in enumerate([1e-05, 1e+16, 5e-324, 1.5e-07, 0.0001, 12.5]):
+            try:
+                host.assert_fact("n", {"sid": str(i), "t": "p", "v": value})
+                out[repr(value)] = "ok"
+            except durable_rules_engine.error as exc:
+                out[repr(value)] = str(exc)
+        print(json.dumps(out))
+        os._exit(0)
+    """), timeout=60)
+    assert result.returncode == 0, result.stderr
+    out = _last_json(result.stdout)
+    for bad in ("1e-05", "1e+16", "5e-324"):
+        assert "error code: 204" in out[bad]
+    assert out["1.5e-07"] == out["0.0001"] == out["12.5"] == "ok"
+
+
+def test_tiny_numbers_in_facts_and_rules_agree_with_the_reference(parse_rules, rule, make_facts,
+                                                                   profile_data):
+    rules = parse_rules([rule("CNO-T-ABOVE-TINY", {"gt": {"labs.crp_mg_l": 1e-05}}),
+                         rule("CNO-T-IS-TINY", {"eq": {"labs.crp_mg_l": 1e-05}}),
+                         rule("CNO-T-ONSET-POSITIVE", {"gt": {"age_at_onset_years": 0}}),
+                         rule("CNO-T-BELOW-TINY", {"lt": {"labs.esr_mm_h": 1e-05}}),
+                         rule("CNO-T-IN-TINY", {"in": {"labs.esr_mm_h": [5e-324, 1]}})])
+    cases = [({"crp_mg_l": 1e-05, "esr_mm_h": 5e-324}, 1e-05),
+             ({"crp_mg_l": 2e-05, "esr_mm_h": 0}, 1e-06),
+             ({"crp_mg_l": 0, "esr_mm_h": 1e-05}, 0)]
+    seen = set()
+    for labs, onset in cases:
+        facts = make_facts(profile_data(labs=labs, age_at_onset_years=onset))
+        got, want = _evaluate_both(rules, facts, {})
+        assert got.fired == want.fired
+        seen.update(got.fired)
+    assert seen == {r.id for r in rules}

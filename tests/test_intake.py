@@ -1,0 +1,347 @@
+"""Three routes to one profile: a file, flags, and interactive prompts (library and CLI)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from cno_pathway.cli import main
+from cno_pathway.errors import ProfileError
+from cno_pathway.facts import derive_facts
+from cno_pathway.intake import (interview, parse_tried, profile_data_from_flags, profile_from_file,
+                                profile_from_flags)
+from cno_pathway.profile import validate_profile
+
+PROFILE_YAML = """\
+id: same-patient
+age_years: 12
+sex: female
+weight_kg: 38
+age_at_onset_years: 10.5
+diagnosis: cno
+lesions:
+  count: 6
+  sites: [vertebra, tibia]
+  vertebral_fracture: true
+  symmetric: true
+  imaging: whole_body_mri
+activity: {pain: true, swelling: false}
+labs: {crp_mg_l: 16, esr_mm_h: 30, cbc_normal: true}
+features: [arthritis]
+red_flags: [fever]
+biopsy: inflammatory
+hla_b27: negative
+treatments:
+  - {drug: naproxen, months: 4, response: none}
+  - {drug: methotrexate, months: 3, response: partial, adverse_events: [gastrointestinal], ongoing: true}
+"""
+
+FLAGS = {"id": "same-patient", "age": 12.0, "sex": "female", "weight": 38.0, "onset_age": 10.5,
+         "diagnosis": "cno", "lesions": 6, "site": ("vertebra", "tibia"), "vertebral_fracture": True,
+         "symmetric": True, "imaging": "whole_body_mri", "activity": ("pain", "swelling=no"),
+         "crp": 16.0, "esr": 30.0, "cbc_normal": True, "feature": ("arthritis",),
+         "red_flag": ("fever",), "biopsy": "inflammatory", "hla_b27": "negative",
+         "tried": ("naproxen:4:none", "methotrexate:3:partial:ongoing:gastrointestinal")}
+
+CLI_FLAGS = ["--id", "same-patient", "--age", "12", "--sex", "female", "--weight", "38",
+             "--onset-age", "10.5", "--diagnosis", "cno", "--lesions", "6", "--site", "vertebra",
+             "--site", "tibia", "--vertebral-fracture", "--symmetric", "--imaging", "whole_body_mri",
+             "--activity", "pain", "--activity", "swelling=no", "--crp", "16", "--esr", "30",
+             "--cbc-normal", "--feature", "arthritis", "--red-flag", "fever", "--biopsy",
+             "inflammatory", "--hla-b27", "negative", "--tried", "naproxen:4:none",
+             "--tried", "methotrexate:3:partial:ongoing:gastrointestinal"]
+
+# (prompt starts with, answers: wrong ones first, each re-asked until one is accepted)
+ANSWERS = [
+    ("Profile label", ["same-patient"]),
+    ("Age in years", ["twelve", "0", "12"]),
+    ("Sex", ["F", "female"]),
+    ("Weight in kg", ["38"]),
+    ("Age at onset", ["10.5"]),
+    ("Diagnosis", ["cno"]),
+    ("Number of lesions", ["6.5", "6"]),
+    ("Sites", ["vertebra tibai", "Vertebra, tibia"]),
+    ("Vertebral fracture", ["maybe", "yes"]),
+    ("Symmetric", ["y"]),
+    ("Latest imaging", ["Whole body MRI"]),
+    ("Pain", ["yes"]),
+    ("Swelling", ["no"]),
+    ("Functional impairment", [""]),
+    ("Active lesions on mri", ["unknown"]),
+    ("New lesions", ["-"]),
+    ("CRP", ["16"]),
+    ("ESR", ["30"]),
+    ("Blood count normal", ["yes"]),
+    ("Associated features", ["arthritis"]),
+    ("Red flags", ["fever"]),
+    ("Biopsy", ["inflammatory"]),
+    ("HLA-B27", ["negative"]),
+    ("Add a treatment", ["yes"]),
+    ("  Drug or class", ["naproxen"]),
+    ("  Months given", ["4"]),
+    ("  Response", ["great", "none"]),
+    ("  Adverse events", [""]),
+    ("  Still ongoing", ["no"]),
+    ("Add a treatment", ["yes"]),
+    ("  Drug or class", ["methotrexate"]),
+    ("  Months given", ["3"]),
+    ("  Response", ["partial"]),
+    ("  Adverse events", ["gastrointestinal"]),
+    ("  Still ongoing", ["yes"]),
+    ("Add a treatment", ["no"]),
+]
+
+
+class Script:
+    """Scripted answers for interview(): checks each prompt and re-asks on a refused answer."""
+
+    def __init__(self, answers):
+        self.answers = [(prompt, list(replies)) for prompt, replies in answers]
+        self.refused: list[tuple[str, str]] = []
+        self.said: list[str] = []
+
+    def _next(self, text):
+        prompt, replies = self.answers[0]
+        assert text.startswith(prompt), (text, prompt)
+        reply = replies.pop(0)
+        if not replies:
+            self.answers.pop(0)
+        return reply
+
+    def ask(self, text, check, default):
+        while True:
+            reply = self._next(text)
+            try:
+                return check(reply)
+            except (ValueError, ProfileError) as exc:
+                self.refused.append((text, str(exc)))
+
+    def confirm(self, text):
+        return self._next(text) == "yes"
+
+    def say(self, text):
+        self.said.append(text)
+
+
+def _cli_input() -> str:
+    """The same answers typed at the terminal, one a line."""
+    return "\n".join(reply for _, replies in ANSWERS for reply in replies) + "\n"
+
+
+@pytest.fixture
+def file_profile(tmp_path, vocab):
+    path = tmp_path / "patient.yaml"
+    path.write_text(PROFILE_YAML, encoding="utf-8")
+    return profile_from_file(path, vocab)
+
+
+# -- the three routes agree -----------------------------------------------------------------------
+
+def test_the_file_route(file_profile):
+    assert file_profile.id == "same-patient"
+    assert file_profile.lesions.sites == ["vertebra", "tibia"]
+    assert file_profile.treatments[1].adverse_events == ["gastrointestinal"]
+    assert file_profile.activity.pain is True and file_profile.activity.swelling is False
+    assert file_profile.activity.new_lesions is None
+
+
+def test_the_flags_route_gives_the_same_profile(file_profile, vocab):
+    data = profile_data_from_flags(FLAGS, vocab)
+    assert validate_profile(data, vocab) == file_profile
+    assert profile_from_flags(FLAGS, vocab) == file_profile
+
+
+def test_the_interview_gives_the_same_profile(file_profile, vocab):
+    script = Script(ANSWERS)
+    data = interview(vocab, script.ask, script.confirm, script.say)
+    assert script.answers == []  # every prompt was asked, in order
+    assert validate_profile(data, vocab) == file_profile
+    # each refused answer was checked as it was given, with a reason
+    def reasons(prefix):
+        return [reason for text, reason in script.refused if text.startswith(prefix)]
+
+    assert len(script.refused) == 7
+    assert reasons("Age in years") == ["a number, please", "between 0.01 and 100, please"]
+    assert "unknown sex 'F'" in reasons("Sex")[0]
+    assert reasons("Number of lesions") == ["a number, please"]
+    assert "did you mean tibia" in reasons("Sites")[0]
+    assert reasons("Vertebral fracture") == ["yes, no or unknown, please"]
+    assert "unknown response 'great'" in reasons("  Response")[0]
+    assert script.said == ["  added naproxen", "  added methotrexate"]
+
+
+def test_the_same_facts_by_any_route(file_profile, vocab):
+    script = Script(ANSWERS)
+    routes = [file_profile, profile_from_flags(FLAGS, vocab),
+              validate_profile(interview(vocab, script.ask, script.confirm, script.say), vocab)]
+    facts = [derive_facts(p, vocab) for p in routes]
+    assert facts[0] == facts[1] == facts[2]
+
+
+def test_the_cli_routes_give_the_same_profile(tmp_path, fixture_env, file_profile):
+    runner = CliRunner()
+    profile_file = tmp_path / "patient.yaml"
+    profile_file.write_text(PROFILE_YAML, encoding="utf-8")
+    outputs = {}
+    for route, args, given in (
+            ("file", [str(profile_file)], None),
+            ("stdin", ["-"], PROFILE_YAML),
+            ("flags", CLI_FLAGS, None),
+            ("interactive", ["--interactive"], _cli_input())):
+        out = tmp_path / f"{route}.json"
+        result = runner.invoke(main, ["consult", *args, "-o", str(out)], input=given)
+        assert result.exit_code == 0, (route, result.output)
+        outputs[route] = json.loads(out.read_text(encoding="utf-8"))
+    expected = file_profile.to_data()
+    for route, consult in outputs.items():
+        assert consult["profile"] == expected, route
+        assert consult["facts"] == outputs["file"]["facts"], route
+        assert consult["suggestions"] == outputs["file"]["suggestions"], route
+
+
+def test_interactive_cli_rechecks_a_refused_answer(tmp_path, fixture_env):
+    result = CliRunner().invoke(main, ["consult", "--interactive", "-o", str(tmp_path / "c.json")],
+                                input=_cli_input())
+    assert result.exit_code == 0, result.output
+    assert "unknown site 'tibai'; did you mean tibia?" in result.stderr
+    assert "a number, please" in result.stderr
+    assert "unknown response 'great'" in result.stderr
+    assert "added methotrexate" in result.stdout
+
+
+# -- --save ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("route", ["flags", "interactive"])
+def test_save_writes_a_profile_that_reloads_equal(tmp_path, fixture_env, vocab, file_profile, route):
+    saved = tmp_path / f"saved-{route}.yaml"
+    args = CLI_FLAGS if route == "flags" else ["--interactive"]
+    given = None if route == "flags" else _cli_input()
+    result = CliRunner().invoke(main, ["consult", *args, "--save", str(saved),
+                                       "-o", str(tmp_path / "c.json")], input=given)
+    assert result.exit_code == 0, result.output
+    text = saved.read_text(encoding="utf-8")
+    assert "null" not in text  # unstated fields are left out, as a person would write it
+    reloaded = profile_from_file(saved, vocab)
+    assert reloaded == file_profile
+    assert yaml.safe_load(text)["treatments"][1]["ongoing"] is True
+
+
+def test_save_without_a_path_directory_fails_cleanly(tmp_path, fixture_env):
+    result = CliRunner().invoke(main, ["consult", *CLI_FLAGS, "--save",
+                                       str(tmp_path / "no-such-dir" / "p.yaml")])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output and "cannot write" in result.output
+
+
+# -- parse_tried ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("spec, entry", [
+    ("naproxen:4:none", {"drug": "naproxen", "months": 4.0, "response": "none"}),
+    ("naproxen:0.5:partial:ongoing", {"drug": "naproxen", "months": 0.5, "response": "partial",
+                                      "ongoing": True}),
+    ("naproxen:4:none:psoriasis,fever", {"drug": "naproxen", "months": 4.0, "response": "none",
+                                         "adverse_events": ["psoriasis", "fever"]}),
+    ("etanercept:6:partial:ongoing:psoriasis", {"drug": "etanercept", "months": 6.0,
+                                                "response": "partial", "ongoing": True,
+                                                "adverse_events": ["psoriasis"]}),
+    ("etanercept:6:partial:psoriasis:Ongoing", {"drug": "etanercept", "months": 6.0,
+                                                "response": "partial", "ongoing": True,
+                                                "adverse_events": ["psoriasis"]}),
+    ("Zoledronic acid:1:complete", {"drug": "Zoledronic acid", "months": 1.0, "response": "complete"}),
+    ("naproxen:4:none:", {"drug": "naproxen", "months": 4.0, "response": "none"}),
+])
+def test_parse_tried_formats(vocab, spec, entry):
+    assert parse_tried(spec, vocab) == entry
+
+
+@pytest.mark.parametrize("spec, words", [
+    ("naproxen", "DRUG:MONTHS:RESPONSE"),
+    ("naproxen:4", "DRUG:MONTHS:RESPONSE"),
+    ("", "DRUG:MONTHS:RESPONSE"),
+    ("naproxen:four:none", "months 'four' is not a number"),
+    ("naproxen::none", "months '' is not a number"),
+])
+def test_parse_tried_errors(vocab, spec, words):
+    with pytest.raises(ProfileError) as caught:
+        parse_tried(spec, vocab, where=f"--tried {spec}")
+    assert caught.value.field == f"--tried {spec}"
+    assert words in caught.value.message
+
+
+@pytest.mark.parametrize("spec, field, words", [
+    ("aspirin:4:none", "treatments[0].drug", "unknown drug 'aspirin'"),
+    ("naproxen:-1:none", "treatments[0].months", "greater than or equal to 0"),
+    ("naproxen:nan:none", "treatments[0].months", "finite number"),
+    ("naproxen:4:maybe", "treatments[0].response", "unknown response"),
+    ("naproxen:4:none:rashh", "treatments[0].adverse_events", "did you mean rash"),
+])
+def test_tried_values_are_validated_with_the_profile(vocab, spec, field, words):
+    with pytest.raises(ProfileError) as caught:
+        profile_from_flags({"age": 10.0, "diagnosis": "cno", "lesions": 1, "tried": (spec,)}, vocab)
+    assert caught.value.field == field and words in caught.value.message
+    assert caught.value.file == "flags"
+
+
+def test_tried_is_oldest_first_and_two_ongoing_is_a_contradiction(vocab):
+    flags = {"age": 10.0, "diagnosis": "cno", "lesions": 1,
+             "tried": ("naproxen:4:none", "methotrexate:2:partial:ongoing")}
+    profile = profile_from_flags(flags, vocab)
+    assert [t.drug for t in profile.treatments] == ["naproxen", "methotrexate"]
+    flags["tried"] = ("naproxen:1:partial:ongoing", "Naproxen:2:partial:ongoing")
+    with pytest.raises(ProfileError, match="listed twice as ongoing"):
+        profile_from_flags(flags, vocab)
+
+
+# -- flags ----------------------------------------------------------------------------------------
+
+def test_only_given_flags_are_used(vocab):
+    data = profile_data_from_flags({"age": 9.0, "diagnosis": "cno", "lesions": 2, "site": (),
+                                    "sex": None, "activity": (), "tried": ()}, vocab)
+    assert data == {"age_years": 9.0, "diagnosis": "cno", "lesions": {"count": 2}}
+
+
+@pytest.mark.parametrize("activity, field, words", [
+    (("itching",), "--activity", "unknown activity 'itching'"),
+    (("pain=maybe",), "--activity pain", "'maybe' is not yes or no"),
+])
+def test_activity_flag_errors(vocab, activity, field, words):
+    with pytest.raises(ProfileError) as caught:
+        profile_data_from_flags({"activity": activity}, vocab)
+    assert caught.value.field == field and words in caught.value.message
+
+
+def test_activity_flag_values(vocab):
+    data = profile_data_from_flags({"activity": ("pain", "swelling=no", "new_lesions=YES",
+                                                 "functional_impairment=0")}, vocab)
+    assert data["activity"] == {"pain": True, "swelling": False, "new_lesions": True,
+                                "functional_impairment": False}
+
+
+def test_missing_required_fields_from_flags_name_them(vocab):
+    with pytest.raises(ProfileError) as caught:
+        profile_from_flags({"age": 10.0, "lesions": 1}, vocab)
+    assert caught.value.field == "diagnosis" and caught.value.file == "flags"
+
+
+# -- files ----------------------------------------------------------------------------------------
+
+def test_a_teaching_case_file_is_read_through_its_profile(tmp_path, vocab):
+    case = tmp_path / "case.yaml"
+    case.write_text("title: A case\nsource: [x]\nteaches: t\nexpect: {stage: []}\nprofile:\n"
+                    + "".join("  " + line + "\n" for line in PROFILE_YAML.splitlines()),
+                    encoding="utf-8")
+    assert profile_from_file(case, vocab).id == "same-patient"
+    case.write_text(case.read_text().replace("response: partial", "response: great"))
+    with pytest.raises(ProfileError) as caught:
+        profile_from_file(case, vocab)
+    assert caught.value.field == "treatments[1].response"
+    assert caught.value.line == 26  # the line in the case file, not in the profile part
+
+
+def test_json_file_route(tmp_path, vocab, file_profile):
+    path = tmp_path / "patient.json"
+    path.write_text(json.dumps(yaml.safe_load(PROFILE_YAML)), encoding="utf-8")
+    assert profile_from_file(path, vocab) == file_profile

@@ -1,0 +1,283 @@
+"""The safe YAML/JSON reader: plain data only, refusals with file and line, a line map."""
+
+from __future__ import annotations
+
+import io
+import sys
+
+import pytest
+
+from cno_pathway import yamlio
+from cno_pathway.errors import InputError, ProfileError, RuleError
+from cno_pathway.yamlio import Document, parse_document, read_document
+
+
+def _refused(text, source="t.yaml") -> InputError:
+    with pytest.raises(InputError) as caught:
+        parse_document(text, source=source)
+    assert caught.value.file == source
+    return caught.value
+
+
+# -- plain data -----------------------------------------------------------------------------------
+
+def test_plain_yaml_and_json_give_plain_data():
+    doc = parse_document("a: 1\nb: [x, 2.5, true, null]\nc: {d: e}\n", source="t.yaml")
+    assert doc.data == {"a": 1, "b": ["x", 2.5, True, None], "c": {"d": "e"}}
+    assert doc.source == "t.yaml"
+    doc = parse_document(b'{"a": [1, 2], "b": {"c": "d"}}', source="t.json")
+    assert doc.data == {"a": [1, 2], "b": {"c": "d"}}
+
+
+def test_utf8_with_a_byte_order_mark_and_non_ascii_text():
+    doc = parse_document("\ufeffname: Zoé\n".encode("utf-8"), source="t.yaml")
+    assert doc.data == {"name": "Zoé"}
+
+
+def test_dates_stay_text_and_explicit_str_tag_is_plain():
+    doc = parse_document("d: 2024-01-02\nx: !!str 12\n", source="t.yaml")
+    assert doc.data == {"d": "2024-01-02", "x": "12"}
+
+
+def test_small_aliases_are_expanded():
+    doc = parse_document("a: &x [1, 2]\nb: *x\n", source="t.yaml")
+    assert doc.data == {"a": [1, 2], "b": [1, 2]}
+
+
+def test_scalar_keys_become_text():
+    assert parse_document("1: a\n1.5: b\n", source="t.yaml").data == {"1": "a", "1.5": "b"}
+
+
+# -- duplicates -----------------------------------------------------------------------------------
+
+def test_duplicate_key_is_refused_with_its_line():
+    error = _refused("a: 1\nb: 2\na: 3\n")
+    assert error.line == 3
+    assert "duplicate key 'a'" in error.message
+    assert str(error).startswith("t.yaml:3: ")
+
+
+def test_nested_duplicate_key_line():
+    error = _refused("lesions:\n  count: 2\n  sites: [tibia]\n  count: 3\n")
+    assert error.line == 4 and "'count'" in error.message
+
+
+def test_duplicate_key_in_json_and_after_key_text_conversion():
+    assert _refused('{\n "a": 1,\n "a": 2\n}', source="t.json").line == 3
+    assert _refused("1: a\n'1': b\n").line == 2
+
+
+# -- tags -----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text", [
+    "x: !!python/object/apply:os.system ['echo pwned']\n",
+    "x: !!python/name:os.system\n",
+    "x: !!python/object:collections.OrderedDict {}\n",
+    "x: !!python/tuple [1, 2]\n",
+])
+def test_python_tags_are_refused(text):
+    error = _refused(text)
+    assert "python/" in error.message and "not allowed" in error.message
+    assert error.line == 1
+
+
+def test_python_tags_construct_nothing(tmp_path):
+    target = tmp_path / "created-by-yaml"
+    _refused(f"x: !!python/object/apply:os.makedirs ['{target}']\n")
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("text, line", [
+    ("a: 1\nx: !custom 3\n", 2),
+    ("s: !!set {a, b}\n", 1),
+    ("b: !!binary aGVsbG8=\n", 1),
+    ("o: !!omap [a: 1]\n", 1),
+    ("- !thing {a: 1}\n", 1),
+    ("a:\n  - 1\n  - !!float 2\n  - !local [1]\n", 4),
+])
+def test_custom_and_non_plain_tags_are_refused(text, line):
+    error = _refused(text)
+    assert "tag" in error.message and "not allowed" in error.message
+    assert error.line == line
+
+
+def test_merge_keys_are_refused():
+    error = _refused("base: &b {x: 1}\nother:\n  <<: *b\n  y: 2\n")
+    assert error.line == 3
+    assert "merge keys" in error.message
+
+
+# -- bombs and nesting ----------------------------------------------------------------------------
+
+def _laughs(levels: int) -> str:
+    lines = ['a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(1, levels):
+        lines.append(f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 10) + "]")
+    return "\n".join(lines) + "\n"
+
+
+def test_alias_bomb_is_refused():
+    error = _refused(_laughs(9))  # a billion values if expanded
+    assert "more than" in error.message and "values" in error.message
+
+
+def test_alias_expansion_is_bounded_by_max_nodes(monkeypatch):
+    assert parse_document(_laughs(3), source="t.yaml").data["a2"][0][0] == ["lol"] * 10
+    monkeypatch.setattr(yamlio, "MAX_NODES", 500)
+    assert "more than 500 values" in _refused(_laughs(3)).message
+
+
+def test_deep_nesting_is_refused():
+    assert parse_document("[" * 50 + "]" * 50, source="t.yaml").data is not None
+    error = _refused("[" * 100 + "]" * 100)
+    assert "nested more than" in error.message
+    deep_map = "\n".join("  " * i + f"k{i}:" for i in range(80)) + " 1\n"
+    error = _refused(deep_map)
+    assert "nested more than" in error.message and error.line == yamlio.MAX_DEPTH + 1
+
+
+def test_very_deep_nesting_does_not_overflow_the_stack():
+    error = _refused("[" * 100_000 + "]" * 100_000)
+    assert "nest" in error.message
+
+
+# -- bytes ----------------------------------------------------------------------------------------
+
+def test_non_utf8_bytes_are_refused_with_their_line():
+    error = _refused(b"a: 1\nb: caf\xe9\nc: 3\n")
+    assert error.line == 2
+    assert "not valid UTF-8" in error.message
+
+
+def test_latin1_file_is_refused(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("id: Zoë\nage_years: 10\n".encode("latin-1"))
+    with pytest.raises(InputError) as caught:
+        read_document(path)
+    assert caught.value.line == 1 and caught.value.file == str(path)
+
+
+def test_nul_bytes_are_refused_with_their_line():
+    error = _refused(b"a: 1\nb: 2\x00\x01\x02\n")
+    assert error.line == 2 and "NUL" in error.message
+
+
+@pytest.mark.parametrize("raw", [b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", b"\x00\x00\x00\x00",
+                                 bytes(range(256))])
+def test_binary_data_is_refused(raw):
+    _refused(raw)
+
+
+def test_large_input_is_refused(monkeypatch):
+    monkeypatch.setattr(yamlio, "MAX_BYTES", 100)
+    error = _refused(b"a: " + b"x" * 200 + b"\n")
+    assert "larger than" in error.message
+
+
+# -- empty and multiple documents -----------------------------------------------------------------
+
+@pytest.mark.parametrize("raw", [b"", b"   \n\n", "\n\t\n"])
+def test_empty_file(raw):
+    assert "empty" in _refused(raw).message
+
+
+def test_comment_only_file_holds_no_document():
+    assert "no document" in _refused("# nothing but a comment\n").message
+
+
+def test_multiple_documents_are_refused():
+    error = _refused("a: 1\n---\nb: 2\n")
+    assert error.line == 2
+    assert "another document" in error.message
+
+
+def test_invalid_yaml_names_its_line():
+    assert _refused("a: [1, 2\nb: 3\n").line == 2
+    assert _refused("a:\n\t- 1\n").line == 2
+
+
+def test_a_mapping_key_must_be_plain_text():
+    assert "plain text" in _refused("? [a, b]\n: 1\n").message
+
+
+# -- line map -------------------------------------------------------------------------------------
+
+PROFILE = """\
+id: demo
+age_years: 12
+lesions:
+  count: 6
+  sites:
+    - tibia
+    - femur
+  imaging: whole_body_mri
+treatments:
+  - {drug: naproxen, months: 4, response: none}
+  - drug: methotrexate
+    months: 3
+    response: partial
+"""
+
+
+def test_line_map_paths():
+    doc = parse_document(PROFILE, source="p.yaml")
+    assert doc.line(()) == 1
+    assert doc.line(("age_years",)) == 2
+    assert doc.line(("lesions",)) == 3
+    assert doc.line(("lesions", "count")) == 4
+    assert doc.line(("lesions", "sites", 0)) == 6
+    assert doc.line(("lesions", "sites", 1)) == 7
+    assert doc.line(("lesions", "imaging")) == 8
+    assert doc.line(("treatments", 0)) == 10
+    assert doc.line(("treatments", 0, "response")) == 10
+    assert doc.line(("treatments", 1)) == 11
+    assert doc.line(("treatments", 1, "response")) == 13
+    assert doc.line(["treatments", 1, "months"]) == 12
+
+
+def test_line_of_an_unknown_path_falls_back_to_its_nearest_ancestor():
+    doc = parse_document(PROFILE, source="p.yaml")
+    assert doc.line(("treatments", 1, "adverse_events", 0)) == 11
+    assert doc.line(("lesions", "sites", 7)) == 5
+    assert doc.line(("nowhere", "at", "all")) == 1
+    assert Document(data=None, source="x").line(("a",)) is None
+
+
+def test_line_map_of_json():
+    doc = parse_document('{\n  "a": 1,\n  "b": [\n    10,\n    {"c": 2}\n  ]\n}\n', source="t.json")
+    assert doc.line(("a",)) == 2
+    assert doc.line(("b", 0)) == 4
+    assert doc.line(("b", 1, "c")) == 5
+
+
+# -- reading files --------------------------------------------------------------------------------
+
+def test_read_document_from_a_file(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(PROFILE, encoding="utf-8")
+    doc = read_document(path)
+    assert doc.data["id"] == "demo" and doc.source == str(path)
+    assert read_document(path, label="nice/p.yaml").source == "nice/p.yaml"
+
+
+def test_read_document_errors_name_the_file_and_use_the_error_class(tmp_path):
+    with pytest.raises(ProfileError, match="file not found") as caught:
+        read_document(tmp_path / "missing.yaml", error=ProfileError)
+    assert caught.value.file == str(tmp_path / "missing.yaml")
+    with pytest.raises(RuleError, match="directory"):
+        read_document(tmp_path, error=RuleError)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: 1\na: 2\n")
+    with pytest.raises(RuleError) as caught:
+        read_document(bad, error=RuleError)
+    assert caught.value.line == 2
+
+
+def test_read_document_from_stdin(monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b'{"a": 1,\n "a": 2}')))
+    with pytest.raises(InputError) as caught:
+        read_document("-")
+    assert caught.value.file == "<stdin>" and caught.value.line == 2
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"age_years: 3\n")))
+    doc = read_document("-")
+    assert doc.data == {"age_years": 3} and doc.source == "<stdin>"
