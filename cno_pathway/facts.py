@@ -84,6 +84,7 @@ FACT_SCHEMA: dict[str, FactType] = {
     "intolerant_drugs": _l("drugs", "drugs not tolerated or stopped for an adverse event"),
     "adverse_event_classes": _l("drug_classes", "classes with an adverse event recorded"),
     "adverse_events": _l("adverse_events", "adverse events recorded"),
+    "intolerance_count": _n("treatments stopped for intolerance or an adverse event, or with one recorded"),
     "ongoing_classes": _l("drug_classes", "classes ongoing"),
     "ongoing_drugs": _l("drugs", "drugs ongoing"),
     # derived by the staging rules
@@ -169,5 +170,7 @@ def _history(profile: PatientProfile, vocabulary: Vocabulary) -> dict:
         order = vocabulary.values(FACT_SCHEMA[name].vocabulary)
         out[name] = [v for v in order if v in values]
     out["failed_class_count"] = len(out["failed_classes"])
+    out["intolerance_count"] = sum(1 for t in profile.treatments
+                                   if t.response in ("intolerance", "adverse_event") or t.adverse_events)
     out["treatment_count"] = len(profile.treatments)
     return out
