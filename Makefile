@@ -28,5 +28,11 @@ lint: install
 bench: install
 	$(BIN)/python benchmarks/run.py
 
+# the pathway diagram, generated from rules/: docs/pathway.mmd and the README's Mermaid block
+diagram: install
+	@mkdir -p docs
+	$(BIN)/cno-pathway pathway --format mermaid -o docs/pathway.mmd
+	$(BIN)/cno-pathway pathway --format mermaid --embed README.md
+
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .hypothesis

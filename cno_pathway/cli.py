@@ -14,6 +14,7 @@ from . import __version__
 from .commands.batch import batch
 from .commands.consult import consult
 from .commands.evidence import evidence
+from .commands.teaching import cases, demo, pathway
 from .errors import InputError
 
 
@@ -47,4 +48,7 @@ def main():
 main.add_command(consult)
 main.add_command(evidence)
 main.add_command(batch)
+main.add_command(pathway)
+main.add_command(demo)
+main.add_command(cases)
 

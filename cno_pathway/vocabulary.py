@@ -171,6 +171,9 @@ def vocabulary_from_document(doc: Document) -> Vocabulary:
     for name, spec in (data.get("stages") or {}).items():
         if not isinstance(spec, dict) or not isinstance(spec.get("step"), int):
             fail(f"stage {name!r} needs a step number and a label", ("stages", name))
+        if set(spec) - {"step", "label"}:
+            fail(f"stage {name!r}: unknown key {sorted(set(spec) - {'step', 'label'})[0]!r} "
+                 "(a label with a comma needs quotes)", ("stages", name))
         stages[name] = Stage(name=name, step=spec["step"], label=str(spec.get("label", name)))
     return Vocabulary(words=words, drug_classes=classes, procedures=dict(procedures),
                       stages=stages, source=doc.source)

@@ -11,6 +11,7 @@ from ..intake import interview, profile_data_from_flags, profile_from_file
 from ..profile import validate_profile
 from ..render import render_consult
 from .common import FORMATS, load_pathway, pick_format, rules_option, use_colour, write_output
+from .teaching import print_what_if, what_if_option
 
 _FLAG_NAMES = ("id", "age", "sex", "weight", "onset_age", "diagnosis", "lesions", "site",
                "vertebral_fracture", "symmetric", "imaging", "activity", "crp", "esr",
@@ -50,8 +51,9 @@ _FLAG_NAMES = ("id", "age", "sex", "weight", "onset_age", "diagnosis", "lesions"
               help="Write the consult to a file (format from its extension).")
 @click.option("--explain", is_flag=True,
               help="Show every rule not suggested and why, the fired rules and derived facts.")
+@what_if_option
 @rules_option
-def consult(profile, interactive, save, fmt, output, explain, rules_dir, **flags):
+def consult(profile, interactive, save, fmt, output, explain, rules_dir, what_if_edits, **flags):
     """Run a consult for one patient.
 
     PROFILE is a YAML or JSON file ('-' reads standard input). Without it, describe the patient
@@ -78,6 +80,9 @@ def consult(profile, interactive, save, fmt, output, explain, rules_dir, **flags
 
         write_output(yaml.safe_dump(_compact(patient.to_data()), sort_keys=False), save)
     fmt = pick_format(fmt, output)
+    if what_if_edits:  # --what-if: before and after side by side (cno_pathway/whatif.py)
+        print_what_if(pathway, patient, what_if_edits, fmt, output)
+        return
     result = pathway.consult(patient, explain=explain)
     write_output(render_consult(result, fmt, colour=use_colour(output) and fmt == "text"), output)
 

@@ -1,0 +1,185 @@
+"""`consult --what-if` (issue 7): edits to a profile, before and after side by side with the
+differences marked, and bad edits as one message naming the edit with exit status 2."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from click.testing import CliRunner
+
+from cno_pathway import whatif
+from cno_pathway.cases import find_case
+from cno_pathway.cli import main
+from cno_pathway.consult import Pathway
+from cno_pathway.resources import rules_dir, seeds_dir
+
+REAL = {"CNO_PATHWAY_RULES": None, "CNO_PATHWAY_SEEDS": None}
+
+
+@pytest.fixture(scope="module")
+def pathway():
+    loaded = Pathway.load(rules_dir(), seeds_dir())
+    yield loaded
+    loaded.close()
+
+
+@pytest.fixture
+def runner():
+    return CliRunner()
+
+
+def _consult(runner, path, *edits, fmt=None):
+    args = ["consult", str(path)]
+    for edit in edits:
+        args += ["--what-if", edit]
+    if fmt:
+        args += ["--format", fmt]
+    return runner.invoke(main, args, env=REAL)
+
+
+# -- the vertebral-fracture toggle ----------------------------------------------------------------
+
+def test_vertebral_fracture_brings_in_a_pamidronate_recommendation_marked_new(runner, examples_dir):
+    case = examples_dir / "typical-multifocal.yaml"         # no vertebral lesion, no treatment yet
+    result = _consult(runner, case, "sites+=vertebra", "vertebral_fracture=true")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert re.search(r"lesions\.vertebral_fracture no -> yes", out)
+    table = out.split("AFTER")[1].split("Differences")[0]
+    row = re.search(r"^\+ +RECOMMEND pamidronate \(C\)$", table, re.M)
+    assert row, table
+    assert re.search(r"^\+ new +recommend pamidronate: ", out.split("Differences")[1], re.M)
+
+    data = json.loads(_consult(runner, case, "sites+=vertebra", "vertebral_fracture=true",
+                               fmt="json").output)
+    assert data["schema"] == whatif.SCHEMA
+    new = [c for c in data["changes"]["suggestions"] if c["status"] == "new"]
+    assert any(c["therapy"] == "pamidronate" and c["after"]["kind"] == "recommend" for c in new)
+    assert not any(s["therapy"] == "pamidronate" for s in data["before"]["suggestions"])
+    assert data["after"]["profile"]["lesions"]["vertebral_fracture"] is True
+    assert data["before"]["profile"]["lesions"]["vertebral_fracture"] is False
+
+
+def test_vertebral_fracture_off_turns_the_recommendation_into_a_consideration(runner, examples_dir):
+    result = _consult(runner, examples_dir / "vertebral-fracture.yaml", "lesions.vertebral_fracture=false")
+    assert result.exit_code == 0, result.output
+    assert re.search(r"^~ RECOMMEND pamidronate \(C\) +CONSIDER pamidronate \(C\)$", result.output,
+                     re.M), result.output
+    assert not re.search(r" +$", result.output, re.M)      # no trailing blanks
+
+
+def test_the_issue_example_a_fracture_and_a_failed_tnf_inhibitor(pathway):
+    profile = find_case("tnf-psoriasis").profile(pathway.vocabulary)
+    result = whatif.what_if(pathway, profile, ["vertebral_fracture=true", "treatments+=etanercept:3:none"])
+    assert result.applied[0] == ("lesions.vertebral_fracture", False, True)
+    assert [t["drug"] for t in result.applied[1][2]][-1] == "etanercept"
+    assert "tnf_inhibitor_failed" in result.changes.stages_added
+    assert result.changes.any
+
+
+def test_changed_kind_is_one_changed_row(pathway):
+    profile = find_case("steroid-relapse").profile(pathway.vocabulary)
+    result = whatif.what_if(pathway, profile, ["features+=arthritis"])
+    changed = result.changes.changed
+    assert changed and all(c.before.therapy == c.after.therapy for c in changed)
+    assert any(c.before.kind == "consider" and c.after.kind == "recommend" for c in changed)
+    text = whatif.render_what_if(result, "text")
+    assert re.search(r"^~ CONSIDER \S+ \(C\) +RECOMMEND \S+ \(C\)$", text, re.M), text
+
+
+def test_no_difference_is_said(runner, examples_dir):
+    result = _consult(runner, examples_dir / "typical-multifocal.yaml", "id=renamed")
+    assert result.exit_code == 0
+    assert "No difference" in result.output
+
+
+def test_markdown(runner, examples_dir):
+    result = _consult(runner, examples_dir / "typical-multifocal.yaml", "sites=[vertebra, tibia]",
+                      "vertebral-fracture=true", fmt="markdown")
+    assert result.exit_code == 0, result.output
+    assert "| change | before | after | rule |" in result.output
+    assert re.search(r"^\| \*\*new\*\* \|  \| recommend pamidronate \(C\) \|", result.output, re.M)
+
+
+def test_without_what_if_the_consult_is_unchanged(runner, examples_dir):
+    result = _consult(runner, examples_dir / "typical-multifocal.yaml")
+    assert result.exit_code == 0 and "WHAT IF" not in result.output
+
+
+# -- reading edits --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, path, op", [
+    ("vertebral_fracture=true", ("lesions", "vertebral_fracture"), "="),
+    ("vertebral-fracture = true", ("lesions", "vertebral_fracture"), "="),
+    ("lesions.vertebral_fracture=true", ("lesions", "vertebral_fracture"), "="),
+    ("treatments[0].response=relapse", ("treatments", 0, "response"), "="),
+    ("treatments.0.months=4", ("treatments", 0, "months"), "="),
+    ("features+=psoriasis,acne", ("features",), "+="),
+    ("features-=arthritis", ("features",), "-="),
+    ("tried+=etanercept:3:none", ("treatments",), "+="),
+    ("crp=12.5", ("labs", "crp_mg_l"), "="),
+    ("pain=no", ("activity", "pain"), "="),
+])
+def test_parse_edit(vocab, text, path, op):
+    edit = whatif.parse_edit(text, vocab)
+    assert (edit.path, edit.op) == (path, op)
+
+
+def test_every_alias_names_a_profile_field():
+    for alias, target in whatif.ALIASES.items():
+        path = tuple(target.split("."))
+        whatif.field_info(path)     # raises KeyError on a wrong field
+
+
+def test_values():
+    assert whatif.parse_edit("features+=psoriasis, acne", None).value == ["psoriasis", "acne"]
+    assert whatif.parse_edit("crp=12.5", None).value == 12.5
+    assert whatif.parse_edit("vertebral_fracture=true", None).value is True
+    assert whatif.parse_edit("sites=vertebra,tibia", None).value == ["vertebra", "tibia"]
+    assert whatif.parse_edit("weight=null", None).value is None
+
+
+@pytest.mark.parametrize("edit", [
+    "vertebral_fractur=true",           # unknown field
+    "vertebral_fracture=maybe",         # not a boolean
+    "vertebral_fracture=true",          # no vertebra in the sites: a contradiction
+    "features+=psorisis",               # not in the vocabulary
+    "age",                              # no operator
+    "age=",                             # no value
+    "vertebral_fracture+=true",         # += on a field that is not a list
+    "features-=acne",                   # not in the list
+    "treatments+=etanercept:x:none",    # months not a number
+    "treatments+=etanercept:3",         # too few parts
+    "treatments[9].months=1",           # no such entry
+    "lesions.count.x=1",                # no sub-fields
+    "age_years=-3",                     # out of range
+])
+def test_invalid_edit_exits_2_naming_the_edit(runner, examples_dir, edit):
+    result = _consult(runner, examples_dir / "typical-multifocal.yaml", edit)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("cno-pathway: error: "), result.stderr
+    assert edit in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_html_is_refused(runner, examples_dir):
+    result = _consult(runner, examples_dir / "typical-multifocal.yaml", "age=11", fmt="html")
+    assert result.exit_code == 2 and "--what-if" in result.stderr
+
+
+# -- on the fixture rule base (independent of the clinical rules) --------------------------------
+
+def test_fixture_rule_base_failed_nsaid(runner, fixture_env, tmp_path):
+    profile = tmp_path / "p.yaml"
+    profile.write_text("age_years: 10\ndiagnosis: cno\nlesions: {count: 3, sites: [tibia]}\n",
+                       encoding="utf-8")
+    result = runner.invoke(main, ["consult", str(profile), "--what-if", "treatments+=naproxen:4:none",
+                                  "--format", "json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    status = {c["rule"]: c["status"] for c in data["changes"]["suggestions"]}
+    assert status == {"CNO-ESC-STEROID": "new", "CNO-FL-NAPROXEN": "dropped"}
+    assert data["changes"]["stages_added"] == ["nsaid_refractory"]
+    assert data["changes"]["stages_removed"] == ["treatment_naive"]
