@@ -16,11 +16,11 @@ from .engine import Engine
 from .errors import RuleError
 from .evaluation import Evaluation, reference_evaluate
 from .evidence import EvidenceLibrary, load_library
-from .facts import derive_facts
+from .facts import FACT_SCHEMA, derive_facts
 from .profile import PatientProfile
 from .regimens import compute_step
 from .resources import rules_dir, seeds_dir
-from .rulebook import KINDS, Rule, RuleBook, load_rulebook
+from .rulebook import Rule, RuleBook, load_rulebook
 
 SCHEMA = "cno-pathway/consult/1"
 KIND_ORDER = ("alert", "investigate", "recommend", "consider", "avoid", "monitor")
@@ -42,11 +42,18 @@ class Citation:
     n: int | None
     quality: str
     known_through: str | None
+    year: int | None = None
+    short: str = ""                 # "Schnabel A et al. 2017": for a source cited again
+    same_as: int | None = None      # number of the earlier citation of the same source
+
+    @property
+    def doi_url(self) -> str | None:
+        return f"https://doi.org/{self.doi}" if self.doi else None
 
     def to_json(self) -> dict:
-        return {"source": self.source, "finding": self.finding, "quote": self.quote,
-                "locator": self.locator, "reference": self.reference, "doi": self.doi,
-                "url": self.url}
+        return {"number": self.number, "source": self.source, "finding": self.finding,
+                "quote": self.quote, "locator": self.locator, "reference": self.reference,
+                "doi": self.doi, "url": self.url, "year": self.year}
 
 
 @dataclass
@@ -69,12 +76,18 @@ class Suggestion:
     priority: int
     where: str
     notes: list[str] = field(default_factory=list)
+    dose_citations: list[Citation] = field(default_factory=list)   # the passages giving the dose
 
     def to_json(self) -> dict:
+        regimen = self.regimen
+        if regimen is not None:
+            regimen = dict(regimen, citations=[c.to_json() for c in self.dose_citations])
         return {"rule": self.rule, "kind": self.kind, "title": self.title,
-                "therapy": self.therapy, "drug_class": self.drug_class, "regimen": self.regimen,
+                "therapy": self.therapy, "drug_class": self.drug_class, "regimen": regimen,
                 "rationale": self.rationale, "grade": self.grade,
-                "citations": [c.to_json() for c in self.citations], "notes": self.notes}
+                "grade_meaning": self.grade_meaning,
+                "citations": [c.to_json() for c in self.citations], "notes": self.notes,
+                "where": self.where, "section": self.section, "step": self.step}
 
 
 @dataclass
@@ -85,9 +98,34 @@ class NotSuggested:
     kind: str
     section: str
     unmet: list[str]
+    therapy_label: str | None = None
+    section_label: str = ""
+    step: int = 0
+    where: str = ""
 
     def to_json(self) -> dict:
-        return {"rule": self.rule, "title": self.title, "therapy": self.therapy, "unmet": self.unmet}
+        return {"rule": self.rule, "title": self.title, "therapy": self.therapy, "unmet": self.unmet,
+                "kind": self.kind, "section": self.section, "where": self.where}
+
+
+@dataclass
+class TraceEntry:
+    """One rule the engine fired, in engine order: what it derived or what it suggested."""
+
+    number: int
+    rule: str
+    title: str
+    where: str
+    derived: list[tuple[str, str]]     # (fact, value) for a staging rule
+    kind: str | None                    # the suggestion's kind for a suggestion rule
+
+
+@dataclass
+class SummaryLine:
+    """One line of the patient summary: a label and finished text (vocabulary labels)."""
+
+    label: str
+    value: str
 
 
 @dataclass
@@ -105,6 +143,21 @@ class Consult:
     grading: dict
     evaluation: Evaluation
     explain: bool = False
+    summary: list[SummaryLine] = field(default_factory=list)
+    treatments: list[str] = field(default_factory=list)   # one finished line per treatment
+    trace: list[TraceEntry] = field(default_factory=list)
+    not_suggested_scope: list[str] | None = None   # section labels shown; None: every rule
+
+    @property
+    def label(self) -> str | None:
+        """The profile's id, as given (templates escape or sanitise it for their format)."""
+        return self.profile.id
+
+    @property
+    def groups(self) -> list[tuple[str, list[Suggestion]]]:
+        """Suggestions by kind in consult order (alerts and investigations first)."""
+        return [(kind, [s for s in self.suggestions if s.kind == kind])
+                for kind in KIND_ORDER if any(s.kind == kind for s in self.suggestions)]
 
     def to_json(self) -> dict:
         data = {
@@ -168,6 +221,7 @@ class Pathway:
         populations = sorted({c.population for s in suggestions for c in s.citations}) or ["pediatric"]
         stage = list(facts.get("stage", []))
         outside = None
+        not_suggested, scope = self._not_suggested(fired, facts, suggestions, complete=explain)
         if not suggestions:
             outside = book.messages.get("outside_pathway", "No rule applies.").format(
                 stage=", ".join(stage) or "none derived")
@@ -179,27 +233,26 @@ class Pathway:
             rulebook={"name": book.name, "version": book.version, "digest": book.digest},
             program_version=__version__,
             suggestions=suggestions,
-            not_suggested=self._not_suggested(fired, facts, suggestions, complete=explain),
+            not_suggested=not_suggested,
             outside_pathway=outside,
             disclaimer=book.messages.get("disclaimer", "").format(populations=" and ".join(populations)),
             grading={"scheme": self.library.grading.scheme, "reference": self.library.grading.reference,
                      "grades": self.library.grading.grades},
             evaluation=evaluation,
             explain=explain,
+            summary=self._summary(profile),
+            treatments=self._treatments(profile),
+            trace=self._trace(evaluation),
+            not_suggested_scope=scope,
         )
 
     # -- pieces ---------------------------------------------------------------------------
     def _suggestion(self, rule: Rule, profile: PatientProfile, facts: dict) -> Suggestion:
         book, vocab = self.rulebook, self.vocabulary
         s = rule.suggest
-        citations = []
-        for number, cite in enumerate(rule.evidence.cites if rule.evidence else (), start=1):
-            source, finding = self.library.resolve(cite)
-            citations.append(Citation(
-                number=number, source=source.id, finding=finding.id, quote=finding.quote,
-                locator=finding.locator, reference=source.reference(self.library), doi=source.doi,
-                url=source.url, design=source.design, population=source.population, n=source.n,
-                quality=source.quality, known_through=source.known_through))
+        citations = self._citations(rule.evidence.cites if rule.evidence else ())
+        regimen = self.rulebook.regimens.get(s.regimen) if s.regimen else None
+        dose_citations = self._citations(regimen.cites if regimen else (), cited=citations)
         drug_class = vocab.class_of(s.therapy)
         section = book.sections[rule.stage]
         notes = []
@@ -225,7 +278,25 @@ class Pathway:
             rationale=s.rationale, grade=grade,
             grade_meaning=self.library.grading.meaning(grade), citations=citations,
             section=rule.stage, section_label=section.label, step=section.step,
-            priority=rule.priority, where=rule.where, notes=[n for n in notes if n])
+            priority=rule.priority, where=rule.where, notes=[n for n in notes if n],
+            dose_citations=dose_citations)
+
+    def _citations(self, cites, *, cited: list[Citation] | None = None) -> list[Citation]:
+        """Numbered citations; a source cited again points at its first citation (for a dose's
+        passages: at the suggestion's own citation of that source, when there is one)."""
+        out: list[Citation] = []
+        first_of = {c.source: c.number for c in cited or () if c.same_as is None}
+        for number, cite in enumerate(cites, start=1):
+            source, finding = self.library.resolve(cite)
+            out.append(Citation(
+                number=number, source=source.id, finding=finding.id, quote=finding.quote,
+                locator=finding.locator, reference=source.reference(self.library), doi=source.doi,
+                url=source.url, design=source.design, population=source.population, n=source.n,
+                quality=source.quality, known_through=source.known_through, year=source.year,
+                short=_short_reference(source), same_as=first_of.get(source.id)))
+            if cited is None:
+                first_of.setdefault(source.id, number)
+        return out
 
     def _regimen(self, regimen_id: str | None, profile: PatientProfile) -> dict | None:
         if regimen_id is None:
@@ -233,24 +304,127 @@ class Pathway:
         regimen = self.rulebook.regimens.get(regimen_id)
         steps = [compute_step(step, profile.weight_kg) for step in regimen.steps]
         text = regimen.text if steps else (regimen.text or self.rulebook.messages.get("no_dose", ""))
-        return {"id": regimen.id, "text": text, "steps": steps}
+        return {"id": regimen.id, "text": text, "steps": steps,
+                "weight_kg": profile.weight_kg if steps else None,
+                "where": f"{regimen.file}:{regimen.line}" if regimen.line else regimen.file}
 
-    def _not_suggested(self, fired, facts, suggestions, *, complete: bool) -> list[NotSuggested]:
+    def _label(self, kind: str, value: str | None) -> str:
+        return self.vocabulary.label(kind, value) if value else ""
+
+    def _summary(self, profile: PatientProfile) -> list[SummaryLine]:
+        """The patient as the consult's first lines: what was given, in vocabulary labels."""
+        num = _num
+        who = [f"{num(profile.age_years)} years"]
+        if profile.sex:
+            who.append(profile.sex)
+        who.append(f"{num(profile.weight_kg)} kg" if profile.weight_kg is not None
+                   else "weight not given")
+        if profile.age_at_onset_years is not None:
+            who.append(f"onset at {num(profile.age_at_onset_years)} years")
+        les = profile.lesions
+        lesion = [f"{les.count}" + (f" ({', '.join(les.sites)})" if les.sites else "")]
+        if les.symmetric is not None:
+            lesion.append("symmetric" if les.symmetric else "asymmetric")
+        if les.vertebral_fracture:
+            lesion.append("vertebral fracture")
+        lesion.append("imaging: " + (self._label("imaging", les.imaging) if les.imaging
+                                     else "not stated"))
+        lines = [SummaryLine("Patient", ", ".join(who)),
+                 SummaryLine("Diagnosis", self._label("diagnoses", profile.diagnosis)),
+                 SummaryLine("Lesions", "; ".join(lesion))]
+        act = profile.activity
+        words = {name: FACT_SCHEMA[f"activity.{name}"].description if f"activity.{name}" in FACT_SCHEMA
+                 else name.replace("_", " ") for name in act.model_dump()}
+        present = [words[name] for name, v in act.model_dump().items() if v is True]
+        absent = [words[name] for name, v in act.model_dump().items() if v is False]
+        if present or absent:
+            parts = [", ".join(present)] if present else []
+            parts += ["no " + ", no ".join(absent)] if absent else []
+            lines.append(SummaryLine("Activity", "; ".join(parts)))
+        labs = profile.labs
+        lab = []
+        if labs.crp_mg_l is not None:
+            lab.append(f"CRP {num(labs.crp_mg_l)} mg/L")
+        if labs.esr_mm_h is not None:
+            lab.append(f"ESR {num(labs.esr_mm_h)} mm/h")
+        if labs.cbc_normal is not None:
+            lab.append("blood count " + ("normal" if labs.cbc_normal else "abnormal"))
+        if lab:
+            lines.append(SummaryLine("Labs", ", ".join(lab)))
+        features = [self._label("features", f) for f in profile.features]
+        red_flags = [self._label("red_flags", f) for f in profile.red_flags]
+        lines.append(SummaryLine("Features", ", ".join(features) or "none"))
+        lines.append(SummaryLine("Red flags", ", ".join(red_flags) or "none"))
+        lines.append(SummaryLine("Biopsy", self._label("biopsy", profile.biopsy)))
+        lines.append(SummaryLine("HLA-B27", profile.hla_b27))
+        return lines
+
+    def _treatments(self, profile: PatientProfile) -> list[str]:
+        out = []
+        for t in profile.treatments:
+            months = "month" if t.months == 1 else "months"
+            response = self._label("responses", t.response).lower()
+            line = f"{t.drug.replace('_', ' ')}, {_num(t.months)} {months}: {response}"
+            if t.ongoing:
+                line += ", ongoing"
+            if t.adverse_events:
+                events = ", ".join(self._label("adverse_events", e) for e in t.adverse_events)
+                line += f" (adverse events: {events})"
+            out.append(line)
+        return out
+
+    def _trace(self, evaluation: Evaluation) -> list[TraceEntry]:
+        book = self.rulebook
+        out = []
+        for number, rid in enumerate(evaluation.fired, start=1):
+            rule = book.by_id[rid]
+            out.append(TraceEntry(
+                number=number, rule=rid, title=rule.title, where=rule.where,
+                derived=[(f, v) for r, f, v in evaluation.derivations if r == rid],
+                kind=None if rule.is_staging else rule.suggest.kind))
+        return out
+
+    def _not_suggested(self, fired, facts, suggestions, *,
+                       complete: bool) -> tuple[list[NotSuggested], list[str] | None]:
         book = self.rulebook
         steps = [s.step for s in suggestions if s.section not in ("safety", "monitoring")]
         current = max(steps) if steps else min(sec.step for sec in book.sections.values()
                                                 if sec.name != "staging")
+        vocab = self.vocabulary
         out = []
         for rule in sorted(book.active, key=lambda r: (book.sections[r.stage].step, r.priority, r.id)):
             if rule.is_staging or rule.id in fired:
                 continue
-            step = book.sections[rule.stage].step
-            if not complete and step not in (current, current + 1):
+            section = book.sections[rule.stage]
+            if not complete and section.step not in (current, current + 1):
                 continue
-            out.append(NotSuggested(rule=rule.id, title=rule.title, therapy=rule.suggest.therapy,
-                                    kind=rule.suggest.kind, section=rule.stage,
-                                    unmet=unmet(rule.when, facts, book.label)))
-        return out
+            therapy = rule.suggest.therapy
+            out.append(NotSuggested(
+                rule=rule.id, title=rule.title, therapy=therapy, kind=rule.suggest.kind,
+                section=rule.stage, unmet=unmet(rule.when, facts, book.label),
+                therapy_label=(vocab.label("procedures", therapy) if therapy in vocab.procedures
+                               else therapy.replace("_", " ") if therapy else None),
+                section_label=section.label, step=section.step, where=rule.where))
+        scope = None if complete else [
+            sec.label for sec in sorted(book.sections.values(), key=lambda s: s.step)
+            if sec.step in (current, current + 1) and sec.name != "staging"]
+        return out, scope
+
+
+def _num(value) -> str:
+    """12.0 -> '12', 10.5 -> '10.5' (the profile's numbers as a person writes them)."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _short_reference(source) -> str:
+    """'Schnabel A et al. 2017': how a source cited again within one suggestion is named."""
+    first = source.authors[0] if source.authors else source.id
+    if first.endswith("et al.") or first.endswith("et al"):
+        first = first.rsplit(",", 1)[0]
+    name = first + (" et al." if len(source.authors) > 1 else "")
+    return f"{name} {source.year}" if source.year else name
 
 
 def check_citations(rulebook: RuleBook, library: EvidenceLibrary) -> None:

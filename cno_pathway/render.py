@@ -1,13 +1,19 @@
 """Consults as text, Markdown, HTML (jinja2 templates in templates/) or JSON.
 
 Templates hold presentation only: they receive the finished Consult and compute nothing
-clinical. JSON is the stable contract (schema cno-pathway/consult/1).
+clinical. JSON is the stable contract (schema cno-pathway/consult/1). Every format carries the
+disclaimer, the rule base's name, version and digest, the program version and the rule id of
+every suggestion, and no timestamp: the same consult renders to the same bytes.
+
+Text is for a terminal at 80 columns (colour only when `colour=True`, i.e. a terminal); Markdown
+escapes every character that could become markup; HTML is one self-contained, autoescaped page.
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import re
 import textwrap
 
 import jinja2
@@ -19,6 +25,16 @@ _ANSI = {"alert": "1;31", "investigate": "1;33", "recommend": "1;32", "consider"
          "avoid": "1;35", "monitor": "1;34", "bold": "1", "dim": "2"}
 WIDTH = 80
 
+# Headings of the consult's sections, one per suggestion kind, in consult order.
+KIND_HEADINGS = {"alert": "Alerts", "investigate": "Investigations first",
+                 "recommend": "Recommended", "consider": "To consider", "avoid": "To avoid",
+                 "monitor": "Monitoring"}
+
+_UNBREAKABLE = re.compile(r"^\(?(https?://|doi:|sha256:)")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")      # markup anywhere in a line
+_MD_START = re.compile(r"^([-+=#]|\d{1,9}(?=[.)](\s|$)))")  # markup at the start of a block
+
 
 @functools.lru_cache(maxsize=4)
 def environment(autoescape: bool) -> jinja2.Environment:
@@ -27,20 +43,86 @@ def environment(autoescape: bool) -> jinja2.Environment:
                              keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
     env.filters["wrap"] = _wrap
     env.filters["number"] = _number
+    env.filters["span"] = _span
+    env.filters["plain"] = _plain
+    env.filters["md"] = _markdown
+    env.filters["web_url"] = _web_url
+    env.filters["show"] = _show
+    env.filters["rule_line"] = _rule_line
+    env.globals["KIND_HEADINGS"] = KIND_HEADINGS
+    env.globals["WIDTH"] = WIDTH
     return env
 
 
 def _wrap(text: str, indent: int = 0, first: int | None = None, width: int = WIDTH) -> str:
-    pad = " " * indent
-    return textwrap.fill(" ".join(str(text).split()), width=width,
+    """Fill to `width` columns. Words are never broken, except a word too long for any line
+    that is not a URL or digest (a 150-character label is cut; a link is kept whole)."""
+    room = width - max(indent, indent if first is None else first)
+    words = []
+    for word in _plain(" ".join(str(text).split())).split(" "):
+        if len(word) > room > 0 and not _UNBREAKABLE.match(word):
+            words.extend(word[i:i + room] for i in range(0, len(word), room))
+        else:
+            words.append(word)
+    return textwrap.fill(" ".join(words), width=width,
                          initial_indent=" " * (indent if first is None else first),
-                         subsequent_indent=pad, break_on_hyphens=False, break_long_words=False)
+                         subsequent_indent=" " * indent, break_on_hyphens=False,
+                         break_long_words=False)
 
 
 def _number(value) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+def _span(pair) -> str:
+    """[10.0, 15.0] -> '10-15'; [2.0, 2.0] -> '2' (a dose range as the source gives it)."""
+    low, high = pair
+    return _number(low) if low == high else f"{_number(low)}-{_number(high)}"
+
+
+def _plain(text) -> str:
+    """Text for a terminal: control characters (escape sequences, newlines) become '?'."""
+    return _CONTROL.sub("?", str(text))
+
+
+def _markdown(text, block: bool = False) -> str:
+    """Literal text in Markdown: every character that could start markup is escaped; with
+    `block`, also what would start a list or heading when the text begins a block."""
+    text = _plain(" ".join(str(text).split()))
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    start = _MD_START.match(text) if block else None
+    if start and start.group(1)[0].isdigit():      # '1986. ' would start a list
+        end = start.end()
+        return text[:end] + "\\" + text[end:]
+    return "\\" + text if start else text
+
+
+def _web_url(url) -> str | None:
+    """A link target only when it is an http(s) address (never javascript: or data:)."""
+    if isinstance(url, str) and re.match(r"^https?://[^\s<>\"']+$", url):
+        return url
+    return None
+
+
+def _show(value) -> str:
+    """A fact's value in words: lists joined, booleans as yes/no, None as 'not stated'."""
+    if value is None:
+        return "not stated"
+    if value is True:
+        return "yes"
+    if value is False:
+        return "no"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_show(v) for v in value) if value else "none"
+    return _number(value)
+
+
+def _rule_line(text: str, fill: str = "=", width: int = WIDTH) -> str:
+    """'== Heading ======...' filling the line to `width`."""
+    head = f"{fill * 2} {text} "
+    return head + fill * max(3, width - len(head))
 
 
 def _paint(enabled: bool):
@@ -54,9 +136,18 @@ def render_template(name: str, *, autoescape: bool = False, colour: bool = False
     return template.render(paint=_paint(colour), **context)
 
 
+def _tidy(text: str) -> str:
+    """No trailing spaces, at most one blank line in a row, one final newline."""
+    lines = [line.rstrip() for line in text.splitlines()]
+    out = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n")
+    return out + "\n"
+
+
 def render_consult(consult, fmt: str, *, colour: bool = False) -> str:
     if fmt == "json":
         return json.dumps(consult.to_json(), indent=2, ensure_ascii=False) + "\n"
     if fmt not in _TEMPLATES:
         raise ValueError(f"unknown format {fmt!r}")
-    return render_template(_TEMPLATES[fmt], autoescape=fmt == "html", colour=colour, c=consult)
+    text = render_template(_TEMPLATES[fmt], autoescape=fmt == "html",
+                           colour=colour and fmt == "text", c=consult)
+    return _tidy(text)

@@ -43,13 +43,23 @@ def write_output(text: str, output: Path | None) -> None:
         sys.stdout.write(text)
         sys.stdout.flush()
         return
-    tmp = output.with_name(output.name + ".partial")
+    import os
+    import tempfile
+
+    tmp = None
     try:
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(output)
+        handle, tmp = tempfile.mkstemp(dir=output.parent if str(output.parent) else ".",
+                                       prefix=f".{output.name}.", suffix=".partial")
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+        os.replace(tmp, output)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise OutputError(f"cannot write {output}: {exc.strerror}") from None
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+        raise OutputError(f"cannot write {output}: {exc.strerror or exc}") from None
 
 
 def use_colour(output: Path | None) -> bool:

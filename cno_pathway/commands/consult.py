@@ -46,9 +46,11 @@ _FLAG_NAMES = ("id", "age", "sex", "weight", "onset_age", "diagnosis", "lesions"
 @click.option("-i", "--interactive", is_flag=True, help="Ask for each field with prompts.")
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path),
               help="With --interactive or flags: save the profile as YAML.")
-@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS), help="Output format (default text).")
+@click.option("-f", "--format", "fmt", type=click.Choice(FORMATS),
+              help="Output format (default: from the -o extension, else text).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the consult to a file (format from its extension).")
+              help="Write the consult to a file, whole or not at all (format from its "
+                   "extension: .txt, .md, .html, .json).")
 @click.option("--explain", is_flag=True,
               help="Show every rule not suggested and why, the fired rules and derived facts.")
 @what_if_option
