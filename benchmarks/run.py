@@ -138,11 +138,13 @@ def bench_large_rule_base(count: int):
     try:
         rules = tmp / "rules"
         generated_rule_base(rules, count)
-        code = ("import time, sys; t=time.perf_counter();"
-                "from cno_pathway.consult import Pathway; from cno_pathway import lint;"
-                f"p=Pathway.load({str(rules)!r}, use_cache=False);"
-                f"r=lint.lint_rules({str(rules)!r}, quick=True) if hasattr(lint, 'lint_rules') else None;"
-                "print(time.perf_counter()-t, len(p.engine.ruleset_names))")
+        code = ("import time; t=time.perf_counter();"
+                "from cno_pathway.rulebook import load_rulebook; from cno_pathway.engine import Engine;"
+                "from cno_pathway.lint import lint;"
+                f"book=load_rulebook({str(rules)!r}, seeds={str(ROOT / 'seeds')!r});"
+                f"report=lint({str(rules)!r});"
+                "e=Engine(book.active, {'stage': list(book.vocabulary.stages)});"
+                "print(time.perf_counter()-t, len(e.ruleset_names))")
         start = time.perf_counter()
         proc = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=120, cwd=ROOT)
         wall = time.perf_counter() - start

@@ -1,24 +1,42 @@
 """The command line: a thin edge over the library. Each command group lives in commands/.
 
-Bad input of any kind (a profile, a rule file, a flag) ends in one message naming the field or
-file:line and exit status 2, never a traceback.
+Commands are imported only when invoked, so a consult does not pay for the diagram or batch
+code at start-up. Bad input of any kind (a profile, a rule file, a flag) ends in one message
+naming the field or file:line and exit status 2, never a traceback.
 """
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
 
 from . import __version__
-from .commands.batch import batch
-from .commands.consult import consult
-from .commands.evidence import evidence
-from .commands.teaching import cases, demo, pathway
 from .errors import InputError
+
+# command name -> "module:attribute" under cno_pathway.commands
+COMMANDS = {
+    "consult": "consult:consult",
+    "batch": "batch:batch",
+    "evidence": "evidence:evidence",
+    "pathway": "teaching:pathway",
+    "demo": "teaching:demo",
+    "cases": "teaching:cases",
+}
 
 
 class _Main(click.Group):
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, name):
+        target = COMMANDS.get(name)
+        if target is None:
+            return None
+        module, attribute = target.split(":")
+        return getattr(importlib.import_module(f"cno_pathway.commands.{module}"), attribute)
+
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
@@ -43,12 +61,3 @@ def main():
 
     It supports, and does not replace, clinical judgement.
     """
-
-
-main.add_command(consult)
-main.add_command(evidence)
-main.add_command(batch)
-main.add_command(pathway)
-main.add_command(demo)
-main.add_command(cases)
-

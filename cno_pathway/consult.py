@@ -191,10 +191,19 @@ class Pathway:
 
     @classmethod
     def load(cls, rules: str | Path | None = None, seeds: str | Path | None = None) -> "Pathway":
-        rdir, sdir = rules_dir(rules), seeds_dir(seeds)
-        rulebook = load_rulebook(rdir, seeds=sdir)
-        library = load_library(sdir)
-        check_citations(rulebook, library)
+        """Parse and check the rule base and the evidence (from the knowledge cache when their
+        content was parsed before), then compile the engine."""
+        from .knowledge_cache import cached
+
+        rdir, sdir = Path(rules_dir(rules)), Path(seeds_dir(seeds))
+
+        def build():
+            rulebook = load_rulebook(rdir, seeds=sdir)
+            library = load_library(sdir)
+            check_citations(rulebook, library)
+            return rulebook, library
+
+        rulebook, library = cached([rdir, sdir], build)
         return cls(rulebook, library)
 
     @property

@@ -11,7 +11,6 @@ from ..intake import interview, profile_data_from_flags, profile_from_file
 from ..profile import validate_profile
 from ..render import render_consult
 from .common import FORMATS, load_pathway, pick_format, rules_option, use_colour, write_output
-from .teaching import print_what_if, what_if_option
 
 _FLAG_NAMES = ("id", "age", "sex", "weight", "onset_age", "diagnosis", "lesions", "site",
                "vertebral_fracture", "symmetric", "imaging", "activity", "crp", "esr",
@@ -53,7 +52,10 @@ _FLAG_NAMES = ("id", "age", "sex", "weight", "onset_age", "diagnosis", "lesions"
                    "extension: .txt, .md, .html, .json).")
 @click.option("--explain", is_flag=True,
               help="Show every rule not suggested and why, the fired rules and derived facts.")
-@what_if_option
+@click.option("--what-if", "what_if_edits", multiple=True, metavar="EDIT",
+              help="Consult again with an edited profile and show before and after side by side "
+                   "(repeat for several edits): FIELD=VALUE, FIELD+=VALUE or FIELD-=VALUE, e.g. "
+                   "vertebral_fracture=true, features+=psoriasis, treatments+=etanercept:3:none.")
 @rules_option
 def consult(profile, interactive, save, fmt, output, explain, rules_dir, what_if_edits, **flags):
     """Run a consult for one patient.
@@ -83,6 +85,8 @@ def consult(profile, interactive, save, fmt, output, explain, rules_dir, what_if
         write_output(yaml.safe_dump(_compact(patient.to_data()), sort_keys=False), save)
     fmt = pick_format(fmt, output)
     if what_if_edits:  # --what-if: before and after side by side (cno_pathway/whatif.py)
+        from .teaching import print_what_if  # imported here: plain consults skip the teaching code
+
         print_what_if(pathway, patient, what_if_edits, fmt, output)
         return
     result = pathway.consult(patient, explain=explain)

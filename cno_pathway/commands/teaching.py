@@ -218,15 +218,6 @@ def run_case(name, fmt, output, explain, rules_dir):
 
 # -- what-if (an option of `consult`) -------------------------------------------------------------
 
-def what_if_option(func):
-    """--what-if EDIT (repeatable) for `consult`: see cno_pathway/whatif.py."""
-    return click.option(
-        "--what-if", "what_if_edits", multiple=True, metavar="EDIT",
-        help="Consult again with an edited profile and show before and after side by side "
-             "(repeat for several edits): FIELD=VALUE, FIELD+=VALUE or FIELD-=VALUE, e.g. "
-             "vertebral_fracture=true, features+=psoriasis, treatments+=etanercept:3:none.")(func)
-
-
 def print_what_if(pathway_, patient, edits, fmt: str, output: Path | None) -> None:
     """The what-if comparison for `consult --what-if` (text, markdown or json)."""
     if fmt not in WHAT_IF_FORMATS:
