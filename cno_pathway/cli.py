@@ -23,6 +23,7 @@ COMMANDS = {
     "pathway": "teaching:pathway",
     "demo": "teaching:demo",
     "cases": "teaching:cases",
+    "rules": "rules:rules",
 }
 
 
