@@ -148,7 +148,8 @@ def _tests_present(book):
         if rule.suggest is not None:
             if not rule.evidence or not rule.evidence.cites:
                 out.append(_p("error", "E220", "a suggestion rule needs evidence with citations", rule))
-            for expect in ("fires", "silent"):
+            always = isinstance(rule.when, All) and not rule.when.items  # no silent test possible
+            for expect in ("fires",) if always else ("fires", "silent"):
                 if expect not in kinds:
                     out.append(_p("error", "E221", f"a suggestion rule needs `{expect}` tests", rule))
         elif "fires" not in kinds:
