@@ -9,6 +9,7 @@ A cache that cannot be read or written is ignored: it only ever saves time.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import pickle
@@ -32,15 +33,27 @@ def cache_dir() -> Path | None:
     return Path(base) / "cno-pathway"
 
 
-def cached(directories: list[Path], build: Callable[[], T]) -> T:
-    """Return build(), from the cache when the folders' content has been built before."""
+@functools.lru_cache(maxsize=1)
+def _code_digest() -> str:
+    """The program's own source: a changed parser must not read an old parse."""
+    h = hashlib.sha256()
+    package = Path(__file__).resolve().parent
+    for path in sorted(package.rglob("*.py")):
+        h.update(path.name.encode())
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def cached(directories: list[Path], build: Callable[[], T], kind: str = "knowledge") -> T:
+    """Return build(), from the cache when the folders' content has been built before.
+    `kind` names what is cached (the parsed knowledge, a lint report...)."""
     where = cache_dir()
     if where is None:
         return build()
     digest = content_digest(*directories)
-    key = hashlib.sha256(f"{digest}|{__version__}|{sys.version}|{[str(d.resolve()) for d in directories]}"
-                         .encode()).hexdigest()[:32]
-    path = where / f"knowledge-{key}.pickle"
+    key = hashlib.sha256(f"{digest}|{_code_digest()}|{__version__}|{sys.version}|"
+                         f"{[str(d.resolve()) for d in directories]}".encode()).hexdigest()[:32]
+    path = where / f"{kind}-{key}.pickle"
     try:
         with path.open("rb") as handle:
             return pickle.load(handle)

@@ -2,10 +2,13 @@
 
 Schema problems come from the parser (rulebook.py), file by file, so one broken file does not
 hide the others. Semantic checks: duplicate ids, citations that do not resolve, grades stronger
-than the cited evidence, suggestion rules without citations or tests, unknown regimens and dose
-numbers missing from the cited passages, stages used but never derived (or derived but never
-used), conditions that can never hold, opposite kinds for one therapy on one profile, and more
-staging rules than one engine ruleset holds.
+than the cited evidence, suggestion rules without citations or tests, unknown or mismatched
+regimens and dose numbers missing from the cited passages, stages used but never derived (or
+derived but never used), conditions that can never hold (satisfiable.py), opposite kinds for one
+therapy on one profile (with a witness profile), more than the engine can hold, and teaching
+cases that expect a rule which is unknown or retired.
+
+Errors make `rules lint` exit 1; warnings are shown and do not.
 """
 
 from __future__ import annotations
@@ -15,8 +18,8 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .conditions import All, Any_, Compare, Condition, Has, Not, walk
-from .engine import MAX_RULES_PER_RULESET
+from .conditions import All, Has, walk
+from .engine import MAX_RULES_PER_RULESET, Engine
 from .errors import InputError, RuleError
 from .evaluation import reference_evaluate
 from .evidence import EvidenceLibrary, load_library
@@ -26,8 +29,11 @@ from .regimens import load_regimens
 from .resources import seeds_dir as default_seeds
 from .rulebook import RULEBOOK_FILE, RuleBook, _parse_meta, parse_rule_file, rule_files
 from .ruletest import complete
+from .satisfiable import contradiction, dead_alternatives
 from .vocabulary import load_vocabulary
 from .yamlio import read_document
+
+LEVELS = ("error", "warning")
 
 
 @dataclass(frozen=True)
@@ -47,21 +53,37 @@ class Problem:
     def to_json(self) -> dict:
         return asdict(self)
 
+    @property
+    def sort_key(self):
+        return (self.file or "", self.line or 0, self.code, self.rule or "", self.message)
+
 
 def _from_error(exc: InputError, code: str) -> Problem:
     return Problem("error", code, exc.message, exc.file, exc.line, exc.rule)
 
 
-def lint(rules_dir: Path | str, seeds: Path | str | None = None) -> list[Problem]:
-    """Every problem found in the rule base, errors and warnings, in file/line order."""
+def _p(level, code, message, rule=None, *, file=None, line=None) -> Problem:
+    return Problem(level, code, message, file or (rule.file if rule else None),
+                   line or (rule.line if rule else None), rule.id if rule else None)
+
+
+# -- loading, file by file ------------------------------------------------------------------------
+
+def load_rule_base(rules_dir: Path | str) -> tuple[RuleBook | None, list[Problem]]:
+    """Parse the rule base file by file: every schema problem becomes a lint error (E100-E102)
+    instead of stopping at the first. The book holds the rules of the files that parsed; it is
+    None when the vocabulary or rulebook.yaml (which every rule needs) does not parse."""
     rules_dir = Path(rules_dir)
-    problems: list[Problem] = []
+    if not rules_dir.is_dir():
+        raise RuleError("rule folder not found", file=str(rules_dir))
     try:
         vocabulary = load_vocabulary(rules_dir)
         sections, defaults, name, version, messages = _parse_meta(
-            read_document(rules_dir / RULEBOOK_FILE, error=RuleError))
+            read_document(rules_dir / RULEBOOK_FILE, error=RuleError,
+                          label=f"{rules_dir.name}/{RULEBOOK_FILE}"))
     except InputError as exc:
-        return [_from_error(exc, "E100")]
+        return None, [_from_error(exc, "E100")]
+    problems: list[Problem] = []
     rules = []
     for path in rule_files(rules_dir):
         try:
@@ -75,6 +97,19 @@ def lint(rules_dir: Path | str, seeds: Path | str | None = None) -> list[Problem
         book.regimens = load_regimens(rules_dir, vocabulary)
     except InputError as exc:
         problems.append(_from_error(exc, "E102"))
+    return book, problems
+
+
+def lint(rules_dir: Path | str, seeds: Path | str | None = None, *,
+         examples: Path | None = None) -> list[Problem]:
+    """Every problem found in the rule base, errors and warnings, in file/line order.
+
+    `seeds` is the evidence library citations resolve against (default: resources.seeds_dir());
+    `examples` a folder of teaching cases whose `expect:` must name live rules (not checked when
+    None: another rule folder need not match the repository's cases)."""
+    book, problems = load_rule_base(rules_dir)
+    if book is None:
+        return problems
     library = None
     try:
         library = load_library(Path(seeds) if seeds else default_seeds())
@@ -88,17 +123,14 @@ def lint(rules_dir: Path | str, seeds: Path | str | None = None) -> list[Problem
     problems += _stages(book)
     problems += _never_true(book)
     problems += _capacity(book)
+    if examples is not None:
+        problems += _cases(book, examples)
     if not any(p.level == "error" for p in problems):
-        problems += _conflicts(book)
-    return sorted(set(problems), key=lambda p: (p.file or "", p.line or 0, p.code, p.message))
+        problems += _conflicts(book)  # needs sound rules and valid test profiles
+    return sorted(set(problems), key=lambda p: p.sort_key)
 
 
-# -- checks -------------------------------------------------------------------------------------
-
-def _p(level, code, message, rule=None, file=None, line=None):
-    return Problem(level, code, message, file or (rule.file if rule else None),
-                   line or (rule.line if rule else None), rule.id if rule else None)
-
+# -- checks ---------------------------------------------------------------------------------------
 
 def _duplicates(book):
     out = []
@@ -113,6 +145,14 @@ def _duplicates(book):
     return out
 
 
+def _resolve(library, cite):
+    """(source, None) or (None, the reason the citation does not resolve)."""
+    try:
+        return library.resolve(cite)[0], None
+    except KeyError as exc:
+        return None, exc.args[0]
+
+
 def _citations(book, library: EvidenceLibrary):
     out = []
     grading = library.grading
@@ -121,23 +161,27 @@ def _citations(book, library: EvidenceLibrary):
             continue
         best = None
         for cite in rule.evidence.cites:
-            try:
-                source, _ = library.resolve(cite)
-            except KeyError as exc:
-                out.append(_p("error", "E210", f"citation {cite!r}: {exc.args[0]}", rule))
-                continue
-            if best is None or grading.rank(source.quality) < grading.rank(best):
+            source, missing = _resolve(library, cite)
+            if missing:
+                out.append(_p("error", "E210", f"citation {cite!r}: {missing}", rule))
+            elif best is None or grading.rank(source.quality) < grading.rank(best):
                 best = source.quality
-        if best is not None and grading.rank(rule.evidence.grade) < grading.rank(best):
+        if best is not None and rule.evidence.grade in grading.grades \
+                and grading.rank(rule.evidence.grade) < grading.rank(best):
             out.append(_p("error", "E211", f"grade {rule.evidence.grade} is stronger than the best "
                           f"cited source supports ({best})", rule))
     for regimen in book.regimens.by_id.values() if book.regimens else ():
         for cite in regimen.cites:
-            try:
-                library.resolve(cite)
-            except KeyError as exc:
+            _, missing = _resolve(library, cite)
+            if missing:
                 out.append(Problem("error", "E212", f"regimen {regimen.id}: citation {cite!r}: "
-                                   f"{exc.args[0]}", regimen.file, regimen.line))
+                                   f"{missing}", regimen.file, regimen.line))
+    for cls in book.vocabulary.drug_classes.values():
+        for cite in cls.adequate_trial_basis:
+            _, missing = _resolve(library, cite)
+            if missing:
+                out.append(Problem("error", "E213", f"drug class {cls.name}: adequate_trial_basis "
+                                   f"{cite!r}: {missing}", book.vocabulary.source))
     return out
 
 
@@ -148,7 +192,7 @@ def _tests_present(book):
         if rule.suggest is not None:
             if not rule.evidence or not rule.evidence.cites:
                 out.append(_p("error", "E220", "a suggestion rule needs evidence with citations", rule))
-            always = isinstance(rule.when, All) and not rule.when.items  # no silent test possible
+            always = _always(rule.when)
             for expect in ("fires",) if always else ("fires", "silent"):
                 if expect not in kinds:
                     out.append(_p("error", "E221", f"a suggestion rule needs `{expect}` tests", rule))
@@ -164,174 +208,175 @@ def _tests_present(book):
     return out
 
 
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+def _always(when) -> bool:
+    """`{all: []}`: a rule that always applies cannot have a silent test."""
+    return when is None or (isinstance(when, All) and not when.items)
+
+
+# a number as a quote prints it: 1,000 and 1 000 are 1000; 0.5 and 0,5 are both read
+_NUMBER = re.compile(r"\d+(?:[.,]\d+)?")
+_THOUSANDS = re.compile(r"(?<=\d)[,\u202f\u00a0 ](?=\d{3}\b)")
+
+
+def numbers_in(text: str) -> set[float]:
+    """Every number printed in a passage (a dose range '10-15' gives 10 and 15)."""
+    text = _THOUSANDS.sub("", text)
+    return {float(n.replace(",", ".")) for n in _NUMBER.findall(text)}
 
 
 def _regimens(book, library):
+    """Doses are shown to clinicians, so each number must be one the cited passages print: an
+    error, not a warning (a dose no source gives must never reach a consult)."""
     out = []
     regimens = book.regimens
+    named = set()
     for rule in book.rules:
         rid = rule.suggest.regimen if rule.suggest else None
-        if rid and (regimens is None or regimens.get(rid) is None):
+        if not rid:
+            continue
+        named.add(rid)
+        regimen = regimens.get(rid) if regimens is not None else None
+        if regimen is None:
             out.append(_p("error", "E230", f"unknown regimen {rid!r} (not in regimens.yaml)", rule))
-    if regimens is None or library is None:
+        elif regimen.therapy != rule.suggest.therapy:
+            out.append(_p("error", "E232", f"regimen {rid!r} is for {regimen.therapy}, but the rule "
+                          f"suggests {rule.suggest.therapy or 'no therapy'}", rule))
+    if regimens is None:
         return out
     for regimen in regimens.by_id.values():
-        quotes = []
+        if regimen.id not in named:
+            out.append(Problem("warning", "W233", f"regimen {regimen.id} is named by no rule",
+                               regimen.file, regimen.line))
+        if library is None:
+            continue
+        quoted: set[float] = set()
         for cite in regimen.cites:
             try:
-                quotes.append(library.resolve(cite)[1].quote)
+                quoted |= numbers_in(library.resolve(cite)[1].quote)
             except KeyError:
-                pass
-        numbers = {float(n) for q in quotes for n in _NUMBER.findall(q)}
+                pass  # reported as E212
         for step in regimen.steps:
-            for value in set(step.mg_per_kg) | ({step.max_mg} if step.max_mg else set()):
-                if value not in numbers:
+            for value in sorted(set(step.mg_per_kg) | ({step.max_mg} if step.max_mg else set())):
+                if value not in quoted:
                     out.append(Problem("error", "E231", f"regimen {regimen.id}: {value:g} does not "
-                                       "appear in any cited passage (no dose the sources do not give)",
-                                       regimen.file, step.line))
+                                       "appear in any cited passage (no dose the sources do not "
+                                       "give)", regimen.file, step.line))
     return out
+
+
+def _stage_tests(rule):
+    for node in walk(rule.when):
+        if isinstance(node, Has) and node.fact == "stage":
+            yield node
 
 
 def _stages(book):
+    """Only live rules count: a stage derived by a retired rule is derived by nothing."""
     out = []
-    derived = {v for r in book.rules if r.derive for v in [r.derive.get("stage")] if v}
-    used: dict[str, list] = {}
-    for rule in book.rules:
-        for node in walk(rule.when):
-            if isinstance(node, Has) and node.fact == "stage":
-                for value in node.values:
-                    used.setdefault(value, []).append(rule)
-    for stage, users in sorted(used.items()):
-        if stage not in derived:
-            for rule in users:
-                out.append(_p("error", "E240", f"stage {stage!r} is tested but no staging rule "
-                              "derives it", rule))
-    for rule in book.rules:
-        if rule.derive and rule.derive.get("stage") and rule.derive["stage"] not in used:
-            out.append(_p("warning", "W241", f"stage {rule.derive['stage']!r} is derived but no "
-                          "rule uses it", rule))
+    active = book.active
+    derived = {r.derive["stage"] for r in active if r.derive and "stage" in r.derive}
+    used = {v for r in active for node in _stage_tests(r) for v in node.values}
+    for rule in active:
+        for node in _stage_tests(rule):
+            for stage in node.values:
+                if stage not in derived:
+                    out.append(_p("error", "E240", f"stage {stage!r} is tested but no staging rule "
+                                  "derives it", rule, line=node.line))
+    for rule in active:
+        stage = (rule.derive or {}).get("stage")
+        if stage and stage not in used:
+            out.append(_p("warning", "W241", f"stage {stage!r} is derived but no rule uses it", rule))
     return out
 
 
-def _satisfiable(cond: Condition | None) -> bool:
-    """False only when the condition provably never holds (interval and set reasoning)."""
-    if cond is None:
-        return True
-    if isinstance(cond, Any_):
-        return any(_satisfiable(c) for c in cond.items) if cond.items else False
-    if isinstance(cond, Not):
-        return True
-    if not isinstance(cond, All):
-        return _conjunction_ok([cond])
-    leaves, others = [], []
-    for item in cond.items:
-        (others if isinstance(item, (Any_, Not, All)) else leaves).append(item)
-    nested = [c for c in others if isinstance(c, All)]
-    for inner in nested:
-        leaves += [c for c in inner.items if not isinstance(c, (Any_, Not, All))]
-    return _conjunction_ok(leaves) and all(_satisfiable(c) for c in others)
-
-
-def _conjunction_ok(leaves) -> bool:
-    low: dict[str, tuple[float, bool]] = {}
-    high: dict[str, tuple[float, bool]] = {}
-    equal: dict[str, set] = {}
-    allowed: dict[str, set] = {}
-    have: dict[str, set] = {}
-    lack: dict[str, set] = {}
-    present, absent = set(), set()
-    for c in leaves:
-        if isinstance(c, Has):
-            (have if c.op == "has" else lack).setdefault(c.fact, set()).update(c.values)
-        elif isinstance(c, Compare):
-            present.add(c.fact)
-            if c.op == "eq":
-                equal.setdefault(c.fact, set()).add(c.value)
-            elif c.op == "in":
-                allowed[c.fact] = allowed.get(c.fact, set(c.value)) & set(c.value)
-            elif c.op in ("gt", "gte"):
-                bound = (c.value, c.op == "gt")
-                if c.fact not in low or bound > low[c.fact]:
-                    low[c.fact] = bound
-            elif c.op in ("lt", "lte"):
-                bound = (c.value, c.op == "lt")
-                if c.fact not in high or (bound[0], not bound[1]) < (high[c.fact][0], not high[c.fact][1]):
-                    high[c.fact] = bound
-            elif c.op == "ne":
-                allowed.setdefault(c.fact, None)
-        else:
-            (present if c.op == "present" else absent).add(c.fact)
-    if present & absent:
-        return False
-    if any(have[f] & lack.get(f, set()) for f in have):
-        return False
-    for fact, values in equal.items():
-        if len(values) > 1:
-            return False
-        if allowed.get(fact) is not None and not values <= allowed[fact]:
-            return False
-    for fact, values in allowed.items():
-        if values is not None and not values:
-            return False
-    for fact in set(low) & set(high):
-        (lo, lo_strict), (hi, hi_strict) = low[fact], high[fact]
-        if lo > hi or (lo == hi and (lo_strict or hi_strict)):
-            return False
-    for fact, values in equal.items():
-        value = next(iter(values))
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if fact in low and (value < low[fact][0] or (value == low[fact][0] and low[fact][1])):
-                return False
-            if fact in high and (value > high[fact][0] or (value == high[fact][0] and high[fact][1])):
-                return False
-    return True
-
-
 def _never_true(book):
-    return [_p("error", "E250", "this condition can never hold (contradictory tests on one fact)", rule)
-            for rule in book.rules if not _satisfiable(rule.when)]
+    out = []
+    for rule in book.rules:
+        why = contradiction(rule.when, book.vocabulary)
+        if why is not None:
+            out.append(_p("error", "E250", f"this condition can never hold: {why}", rule,
+                          line=rule.when.line if rule.when else None))
+            continue
+        for alternative, why in dead_alternatives(rule.when, book.vocabulary):
+            out.append(_p("warning", "W251", f"this alternative of `any` can never hold with the "
+                          f"rest of the condition: {why}", rule, line=alternative.line))
+    return out
 
 
 def _capacity(book):
+    """The engine's own limits: staging rules share one ruleset (suggestion rules are split), and
+    a condition may be too complex for its matcher. Build it to find out."""
     staging = [r for r in book.active if r.is_staging]
+    if len(staging) > MAX_RULES_PER_RULESET - 1:
+        return [Problem("error", "E260", f"{len(staging)} staging rules: the engine holds at most "
+                        f"{MAX_RULES_PER_RULESET - 1} in one ruleset (suggestion rules are split "
+                        "automatically)", staging[-1].file, staging[-1].line, staging[-1].id)]
+    try:
+        Engine(book.active, {"stage": list(book.vocabulary.stages)}).close()
+    except RuleError as exc:
+        return [Problem("error", "E261", f"the engine cannot hold this: {exc.message}",
+                        exc.file or str(book.directory), exc.line, exc.rule)]
+    return []
+
+
+def _cases(book, examples: Path):
+    """A teaching case whose `expect:` names a rule that is unknown or retired (still cited)."""
+    from .cases import case_paths, is_case
+
     out = []
-    if len(staging) > MAX_RULES_PER_RULESET - 2:
-        out.append(Problem("error", "E260", f"{len(staging)} staging rules: one engine ruleset holds "
-                           f"at most {MAX_RULES_PER_RULESET - 2}", str(book.directory)))
+    for path in case_paths(Path(examples)):
+        try:
+            doc = read_document(path, label=f"{path.parent.name}/{path.name}")
+        except InputError as exc:
+            out.append(_from_error(exc, "E280"))
+            continue
+        if not is_case(doc.data):
+            continue  # a bare profile expects nothing
+        expect = doc.data.get("expect") or {}
+        names = expect.get("suggestions") if isinstance(expect, dict) else None
+        for i, rid in enumerate(names or []):
+            rule = book.by_id.get(rid)
+            if rule is None or rule.status == "retired":
+                why = "is not in the rule base" if rule is None else f"is retired ({rule.where})"
+                out.append(Problem("error", "E280", f"the case expects rule {rid}, which {why}",
+                                   doc.source, doc.line(("expect", "suggestions", i)), rid))
     return out
 
 
 def _conflicts(book):
-    """Opposite kinds for one therapy: look for a witness among the rules' own test profiles and
-    the gaps grid."""
-    from .gaps import grid
+    """Opposite kinds for one therapy (or a drug and its class) that fire on one profile. The
+    witness is searched among the rules' own test profiles and the gaps grid."""
+    from .gaps import grid, opposed
 
-    pairs = [(a, b) for a, b in itertools.combinations([r for r in book.active if r.suggest], 2)
-             if a.suggest.therapy and a.suggest.therapy == b.suggest.therapy
-             and {a.suggest.kind, b.suggest.kind} in ({"recommend", "avoid"}, {"consider", "avoid"})]
+    suggesting = [r for r in book.active if r.suggest]
+    pairs = [(a, b, level) for a, b in itertools.combinations(suggesting, 2)
+             for level in [opposed(a, b, book.vocabulary)] if level]
     if not pairs:
         return []
-    candidates = [(f"{r.id} test at line {t.line}", complete(book.test_defaults, t.profile))
+    candidates = [(f"the {t.expect} test of {r.id} (line {t.line})", complete(book.test_defaults, t.profile))
                   for r in book.rules for t in r.tests] + grid(book, small=True)
     order = {"stage": list(book.vocabulary.stages)}
-    involved = {r.id for pair in pairs for r in pair}
+    involved = {r.id for a, b, _ in pairs for r in (a, b)}
     rules = [r for r in book.active if r.is_staging or r.id in involved]
     fired_sets = []
     for label, data in candidates:
         try:
             profile = validate_profile(data, book.vocabulary)
         except InputError:
-            continue
-        fired_sets.append((label, reference_evaluate(rules, derive_facts(profile, book.vocabulary),
-                                                     order).fired_set))
+            continue  # reported as E223
+        facts = derive_facts(profile, book.vocabulary)
+        fired_sets.append((label, reference_evaluate(rules, facts, order).fired_set))
     out = []
-    for a, b in pairs:
+    for a, b, level in pairs:
         witness = next((label for label, fired in fired_sets if a.id in fired and b.id in fired), None)
         if witness:
-            level, code = (("error", "E270") if "recommend" in (a.suggest.kind, b.suggest.kind)
-                           else ("warning", "W271"))
-            out.append(_p(level, code, f"{a.suggest.kind} and {b.id} ({b.suggest.kind}) name "
-                          f"{a.suggest.therapy} on the same profile: {witness}", a))
+            code = "E270" if level == "error" else "W271"
+            message = (f"{a.suggest.kind} {a.suggest.therapy} and {b.id} ({b.suggest.kind} "
+                       f"{b.suggest.therapy}, {b.where}) both fire on {witness}")
+            out.append(_p(level, code, message, a))
     return out
 
+
+def summary(problems: list[Problem]) -> dict:
+    errors = sum(p.level == "error" for p in problems)
+    return {"errors": errors, "warnings": len(problems) - errors}

@@ -26,6 +26,7 @@ _PLAIN_TAGS = {
     "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null",
 }
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
+_STR = "tag:yaml.org,2002:str"
 _SEQ, _MAP = "tag:yaml.org,2002:seq", "tag:yaml.org,2002:map"
 # libyaml's parser when PyYAML was built with it (much faster); same nodes, same marks
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -153,6 +154,8 @@ class _Builder:
         if isinstance(node, ScalarNode):
             if node.tag == _TIMESTAMP:
                 return node.value  # dates stay text: nothing here needs a date object
+            if node.tag == _STR:
+                return node.value  # most scalars: no constructor call needed
             if node.tag not in _PLAIN_TAGS:
                 self.fail(f"YAML tag {node.tag!r} is not allowed: only plain text, numbers, "
                           "booleans and null", node)
