@@ -14,38 +14,57 @@ from dataclasses import dataclass
 from .evaluation import reference_evaluate
 from .facts import derive_facts
 from .profile import validate_profile
-from .rulebook import RuleBook
+from .rulebook import Rule, RuleBook
+from .vocabulary import Vocabulary
 
-OPPOSITE = {("recommend", "avoid"), ("avoid", "recommend")}
+_OPPOSED = {frozenset(("recommend", "avoid")): "error", frozenset(("consider", "avoid")): "warning"}
 
 
-def _class_drug(book: RuleBook, cls: str) -> str:
-    return book.vocabulary.drug_classes[cls].drugs[0]
+def same_therapy(a: str | None, b: str | None, vocabulary: Vocabulary) -> bool:
+    """One therapy, or a drug and its own class (avoid TNF inhibitors vs recommend etanercept).
+    Two drugs of one class are not the same: switching within a class is a choice of its own."""
+    if not a or not b:
+        return False
+    return a == b or vocabulary.class_of(a) == b or vocabulary.class_of(b) == a
+
+
+def opposed(a: Rule, b: Rule, vocabulary: Vocabulary) -> str | None:
+    """'error' for recommend vs avoid of one therapy, 'warning' for consider vs avoid, else None."""
+    if a.suggest is None or b.suggest is None:
+        return None
+    level = _OPPOSED.get(frozenset((a.suggest.kind, b.suggest.kind)))
+    return level if level and same_therapy(a.suggest.therapy, b.suggest.therapy, vocabulary) else None
 
 
 def histories(book: RuleBook) -> list[tuple[str, list[dict]]]:
-    """Treatment histories along the pathway, built from the vocabulary's classes."""
-    def t(cls, months, response, **extra):
-        return {"drug": _class_drug(book, cls), "months": months, "response": response, **extra}
+    """Treatment histories along the pathway. Drugs are each class's first drug in the
+    vocabulary, and trial lengths come from its adequate_trial_months (a failed trial lasts
+    exactly that long, a too-short one half of it), so no threshold is written here."""
+    classes = book.vocabulary.drug_classes
 
-    nsaid_failed = t("nsaid", 4, "none")
-    gc_failed = t("glucocorticoid", 0.5, "relapse")
+    def t(cls, response, *, short=False, **extra):
+        adequate = classes[cls].adequate_trial_months
+        months = (adequate / 2 if short else adequate) if adequate else 1
+        return {"drug": classes[cls].drugs[0], "months": months, "response": response, **extra}
+
+    nsaid_failed = t("nsaid", "none")
+    gc_failed = t("glucocorticoid", "relapse")
     out = [("naive", []),
-           ("nsaid short", [t("nsaid", 1, "none", ongoing=True)]),
-           ("nsaid responding", [t("nsaid", 4, "partial", ongoing=True)]),
-           ("nsaid complete", [t("nsaid", 6, "complete", ongoing=True)]),
+           ("nsaid short", [t("nsaid", "none", short=True, ongoing=True)]),
+           ("nsaid responding", [t("nsaid", "partial", ongoing=True)]),
+           ("nsaid complete", [t("nsaid", "complete", ongoing=True)]),
            ("nsaid failed", [nsaid_failed]),
-           ("nsaid intolerant", [t("nsaid", 1, "intolerance")]),
+           ("nsaid intolerant", [t("nsaid", "intolerance", short=True)]),
            ("nsaid+gc failed", [nsaid_failed, gc_failed]),
-           ("antibiotics failed", [t("antibiotic", 3, "none")])]
+           ("antibiotics failed", [t("antibiotic", "none")])]
     for cls in ("tnf_inhibitor", "bisphosphonate", "csdmard"):
-        out.append((f"nsaid+gc+{cls} failed", [nsaid_failed, gc_failed, t(cls, 6, "none")]))
-        out.append((f"nsaid+{cls} intolerant", [nsaid_failed, t(cls, 2, "adverse_event",
+        out.append((f"nsaid+gc+{cls} failed", [nsaid_failed, gc_failed, t(cls, "none")]))
+        out.append((f"nsaid+{cls} intolerant", [nsaid_failed, t(cls, "adverse_event", short=True,
                                                                   adverse_events=["other"])]))
     out.append(("nsaid+gc+bisphosphonate+il1 failed",
-                [nsaid_failed, gc_failed, t("bisphosphonate", 9, "none"), t("il1_inhibitor", 6, "none")]))
-    out.append(("nsaid+csdmard+gc failed", [nsaid_failed, t("csdmard", 6, "none"), gc_failed]))
-    out.append(("tnf psoriasis", [nsaid_failed, t("tnf_inhibitor", 5, "partial", ongoing=True,
+                [nsaid_failed, gc_failed, t("bisphosphonate", "none"), t("il1_inhibitor", "none")]))
+    out.append(("nsaid+csdmard+gc failed", [nsaid_failed, t("csdmard", "none"), gc_failed]))
+    out.append(("tnf psoriasis", [nsaid_failed, t("tnf_inhibitor", "partial", ongoing=True,
                                                    adverse_events=["psoriasis"])]))
     return out
 
@@ -87,6 +106,9 @@ class Gap:
     label: str
     stage: list[str]
 
+    def to_json(self) -> dict:
+        return {"profile": self.label, "stage": self.stage}
+
 
 @dataclass
 class Conflict:
@@ -94,9 +116,29 @@ class Conflict:
     therapy: str
     rules: tuple[str, str]
 
+    def to_json(self) -> dict:
+        return {"profile": self.label, "therapy": self.therapy, "rules": list(self.rules)}
 
-def find_gaps(book: RuleBook) -> tuple[int, list[Gap], list[Conflict]]:
-    """Evaluate the grid (pure-Python reference; the engine agrees by the differential test)."""
+
+@dataclass
+class GapReport:
+    profiles: int
+    gaps: list[Gap]
+    conflicts: list[Conflict]
+
+    @property
+    def clean(self) -> bool:
+        return not self.gaps and not self.conflicts
+
+    def to_json(self) -> dict:
+        return {"profiles": self.profiles, "gaps": [g.to_json() for g in self.gaps],
+                "conflicts": [c.to_json() for c in self.conflicts]}
+
+
+def find_gaps(book: RuleBook) -> GapReport:
+    """Evaluate the grid with the pure-Python reference (the engine fires the same rules: the
+    differential test checks it) and collect profiles without a suggestion and recommend/avoid
+    pairs for one therapy."""
     order = {"stage": list(book.vocabulary.stages)}
     rules = book.active
     gaps, conflicts = [], []
@@ -107,8 +149,7 @@ def find_gaps(book: RuleBook) -> tuple[int, list[Gap], list[Conflict]]:
         fired = [book.by_id[r] for r in evaluation.fired if not book.by_id[r].is_staging]
         if not fired:
             gaps.append(Gap(label, list(evaluation.facts.get("stage", []))))
-        for a, b in itertools.combinations(fired, 2):
-            if a.suggest.therapy and a.suggest.therapy == b.suggest.therapy and \
-                    (a.suggest.kind, b.suggest.kind) in OPPOSITE:
+        for a, b in itertools.combinations(sorted(fired, key=lambda r: r.id), 2):
+            if opposed(a, b, book.vocabulary) == "error":
                 conflicts.append(Conflict(label, a.suggest.therapy, (a.id, b.id)))
-    return len(profiles), gaps, conflicts
+    return GapReport(len(profiles), gaps, conflicts)

@@ -125,8 +125,7 @@ def lint(rules_dir: Path | str, seeds: Path | str | None = None, *,
     problems += _capacity(book)
     if examples is not None:
         problems += _cases(book, examples)
-    if not any(p.level == "error" for p in problems):
-        problems += _conflicts(book)  # needs sound rules and valid test profiles
+    problems += _conflicts(book)
     return sorted(set(problems), key=lambda p: p.sort_key)
 
 
@@ -181,8 +180,14 @@ def _citations(book, library: EvidenceLibrary):
             _, missing = _resolve(library, cite)
             if missing:
                 out.append(Problem("error", "E213", f"drug class {cls.name}: adequate_trial_basis "
-                                   f"{cite!r}: {missing}", book.vocabulary.source))
+                                   f"{cite!r}: {missing}", _short(book.vocabulary.source)))
     return out
+
+
+def _short(source: str) -> str:
+    """rules/vocabulary.yaml rather than an absolute path, as every other message names files."""
+    path = Path(source)
+    return f"{path.parent.name}/{path.name}" if path.is_absolute() else source
 
 
 def _tests_present(book):
@@ -229,20 +234,20 @@ def _regimens(book, library):
     error, not a warning (a dose no source gives must never reach a consult)."""
     out = []
     regimens = book.regimens
+    if regimens is None:
+        return out  # regimens.yaml does not parse (E102): nothing to check against
     named = set()
     for rule in book.rules:
         rid = rule.suggest.regimen if rule.suggest else None
         if not rid:
             continue
         named.add(rid)
-        regimen = regimens.get(rid) if regimens is not None else None
+        regimen = regimens.get(rid)
         if regimen is None:
             out.append(_p("error", "E230", f"unknown regimen {rid!r} (not in regimens.yaml)", rule))
         elif regimen.therapy != rule.suggest.therapy:
             out.append(_p("error", "E232", f"regimen {rid!r} is for {regimen.therapy}, but the rule "
                           f"suggests {rule.suggest.therapy or 'no therapy'}", rule))
-    if regimens is None:
-        return out
     for regimen in regimens.by_id.values():
         if regimen.id not in named:
             out.append(Problem("warning", "W233", f"regimen {regimen.id} is named by no rule",
@@ -334,7 +339,7 @@ def _cases(book, examples: Path):
             continue  # a bare profile expects nothing
         expect = doc.data.get("expect") or {}
         names = expect.get("suggestions") if isinstance(expect, dict) else None
-        for i, rid in enumerate(names or []):
+        for i, rid in enumerate(names if isinstance(names, list) else []):
             rule = book.by_id.get(rid)
             if rule is None or rule.status == "retired":
                 why = "is not in the rule base" if rule is None else f"is retired ({rule.where})"
@@ -353,7 +358,8 @@ def _conflicts(book):
              for level in [opposed(a, b, book.vocabulary)] if level]
     if not pairs:
         return []
-    candidates = [(f"the {t.expect} test of {r.id} (line {t.line})", complete(book.test_defaults, t.profile))
+    candidates = [(f"the {t.expect} test of {r.id} ({r.file}:{t.line})",
+                   complete(book.test_defaults, t.profile))
                   for r in book.rules for t in r.tests] + grid(book, small=True)
     order = {"stage": list(book.vocabulary.stages)}
     involved = {r.id for a, b, _ in pairs for r in (a, b)}
@@ -369,11 +375,12 @@ def _conflicts(book):
     out = []
     for a, b, level in pairs:
         witness = next((label for label, fired in fired_sets if a.id in fired and b.id in fired), None)
-        if witness:
+        if witness:  # reported at both rules, each naming the other
             code = "E270" if level == "error" else "W271"
-            message = (f"{a.suggest.kind} {a.suggest.therapy} and {b.id} ({b.suggest.kind} "
-                       f"{b.suggest.therapy}, {b.where}) both fire on {witness}")
-            out.append(_p(level, code, message, a))
+            for one, other in ((a, b), (b, a)):
+                out.append(_p(level, code, f"{one.suggest.kind} {one.suggest.therapy}, but "
+                              f"{other.id} ({other.where}) says {other.suggest.kind} "
+                              f"{other.suggest.therapy}; both fire on {witness}", one))
     return out
 
 

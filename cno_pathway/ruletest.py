@@ -1,7 +1,11 @@
 """Rule tests: each rule's own `fires` and `silent` profiles, run through the real engine.
 
 A test profile may be partial; it is completed from rulebook.yaml's `test_defaults` (mappings
-merge key by key, lists replace). A test whose profile is invalid fails; nothing is skipped.
+merge key by key, lists replace). Nothing is skipped: a test whose profile is invalid fails, a
+rule without tests fails, and an invalid rule file fails the whole run (the `rules test`
+command loads the rule base file by file and reports every schema error before any test runs).
+A failure says why: for a rule that stayed silent, the conditions that did not hold; for a rule
+that fired, the conditions that held.
 """
 
 from __future__ import annotations
@@ -9,7 +13,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass, field
 
-from .conditions import describe, unmet
+from .conditions import All, Any_, Condition, Has, Not, describe, evaluate, unmet, walk
 from .engine import Engine
 from .errors import ProfileError
 from .facts import derive_facts
@@ -28,55 +32,123 @@ def complete(defaults: dict, partial: dict) -> dict:
     return out
 
 
+def held(cond: Condition | None, facts: dict, label=lambda v: v) -> list[str]:
+    """Plain-language reasons a condition is true: the parts that held (for an `any`, only the
+    alternatives that held), each with the fact's actual value. The dual of conditions.unmet."""
+    if cond is None:
+        return ["it has no condition"]
+    if not evaluate(cond, facts):
+        return []
+    if isinstance(cond, All):
+        return [r for item in cond.items for r in held(item, facts, label)] or ["it always applies"]
+    if isinstance(cond, Any_):
+        return [r for item in cond.items for r in held(item, facts, label)]
+    if isinstance(cond, Not):
+        fact = getattr(cond.item, "fact", None)
+        value = f"; {_actual(fact, facts, label)}" if fact else ""
+        return [f"held: not ({describe(cond.item, label)}){value}"]
+    return [f"held: {describe(cond, label)}; {_actual(cond.fact, facts, label)}"]
+
+
+def _actual(fact: str, facts: dict, label) -> str:
+    value = facts.get(fact, "not stated")
+    if isinstance(value, list):
+        value = ", ".join(label(v) for v in value) or "none"
+    elif isinstance(value, bool):
+        value = "yes" if value else "no"
+    elif isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return f"{fact.replace('.', ' ').replace('_', ' ')}: {value}"
+
+
+def why_not_staged(book: RuleBook, rule: Rule, facts: dict) -> list[str]:
+    """For each stage the rule needs but the profile did not reach: the staging rules that
+    derive it and what they lacked (one level: enough to see where the chain broke)."""
+    missing = [v for node in walk(rule.when) if isinstance(node, Has) and node.fact == "stage"
+               and node.op == "has" for v in node.values if v not in facts.get("stage", ())]
+    out = []
+    for stage in dict.fromkeys(missing):
+        for staging in book.active:
+            if (staging.derive or {}).get("stage") == stage:
+                reasons = "; ".join(unmet(staging.when, facts, book.label)) or "its condition held"
+                out.append(f"stage {stage} comes from {staging.id} ({staging.where}), which did "
+                           f"not fire: {reasons}")
+    return out
+
+
 @dataclass
-class TestFailure:
+class RuleTestFailure:
     rule: Rule
-    test: RuleTest
+    test: RuleTest | None       # None: the rule has no tests at all
     reason: str
     details: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return {"expect": self.test.expect if self.test else None,
+                "line": self.test.line if self.test else None,
+                "profile": self.test.profile if self.test else None,
+                "reason": self.reason, "details": self.details}
 
 
 @dataclass
 class RuleResult:
     rule: Rule
     passed: int = 0
-    failures: list[TestFailure] = field(default_factory=list)
+    failures: list[RuleTestFailure] = field(default_factory=list)
+    skipped: str | None = None  # why the rule's tests did not run (a retired rule)
 
     @property
     def ok(self) -> bool:
-        return not self.failures and self.passed > 0
+        return self.skipped is not None or (not self.failures and self.passed > 0)
+
+    def to_json(self) -> dict:
+        return {"rule": self.rule.id, "where": self.rule.where,
+                "status": "skipped" if self.skipped else ("pass" if self.ok else "fail"),
+                "skipped": self.skipped, "passed": self.passed,
+                "failures": [f.to_json() for f in self.failures]}
 
 
 def run_rule_tests(book: RuleBook, only: str | None = None) -> list[RuleResult]:
-    """Run every rule's tests (or one rule's) through the engine compiled from the whole book."""
+    """Run every rule's tests (or one rule's) through the engine compiled from the whole book.
+    Retired rules are not in the engine: they are reported as skipped, with the reason."""
     order = {"stage": list(book.vocabulary.stages)}
     results = []
     with Engine(book.active, order) as engine:
         for rule in book.rules:
-            if (only and rule.id != only) or rule.status == "retired":
-                continue  # retired rules are not in the engine; `rules list` shows them
+            if only and rule.id != only:
+                continue
             result = RuleResult(rule)
-            for test in rule.tests:
-                data = complete(book.test_defaults, test.profile)
-                try:
-                    profile = validate_profile(data, book.vocabulary)
-                except ProfileError as exc:
-                    result.failures.append(TestFailure(rule, test, f"invalid test profile: {exc}"))
-                    continue
-                evaluation = engine.evaluate(derive_facts(profile, book.vocabulary))
-                fired = rule.id in evaluation.fired_set
-                if fired == (test.expect == "fires"):
-                    result.passed += 1
-                elif test.expect == "fires":
-                    result.failures.append(TestFailure(
-                        rule, test, "expected to fire but stayed silent",
-                        unmet(rule.when, evaluation.facts, book.label) or
-                        ["the rule is retired" if rule.status == "retired" else "its conditions held"]))
-                else:
-                    result.failures.append(TestFailure(
-                        rule, test, "expected to stay silent but fired",
-                        [f"held: {describe(rule.when, book.label)}" if rule.when else "it has no condition"]))
-            if not rule.tests:
-                result.failures.append(TestFailure(rule, None, "the rule has no tests"))
             results.append(result)
+            if rule.status == "retired":
+                result.skipped = "retired: not in the engine"
+                continue
+            if not rule.tests:
+                result.failures.append(RuleTestFailure(rule, None, "the rule has no tests"))
+            for test in rule.tests:
+                failure = _run_one(book, engine, rule, test)
+                if failure is None:
+                    result.passed += 1
+                else:
+                    result.failures.append(failure)
     return results
+
+
+def _run_one(book: RuleBook, engine: Engine, rule: Rule, test: RuleTest) -> RuleTestFailure | None:
+    data = complete(book.test_defaults, test.profile)
+    try:
+        profile = validate_profile(data, book.vocabulary)
+    except ProfileError as exc:
+        where = f"{exc.field}: " if exc.field else ""
+        return RuleTestFailure(rule, test, f"invalid test profile: {where}{exc.message}")
+    evaluation = engine.evaluate(derive_facts(profile, book.vocabulary))
+    fired = rule.id in evaluation.fired_set
+    if fired == (test.expect == "fires"):
+        return None
+    if test.expect == "fires":
+        return RuleTestFailure(rule, test, "expected to fire but stayed silent",
+                           (unmet(rule.when, evaluation.facts, book.label)
+                            + why_not_staged(book, rule, evaluation.facts))
+                           or ["its condition held on the final facts: the engine and the "
+                               "reference evaluator disagree (a bug: please report it)"])
+    return RuleTestFailure(rule, test, "expected to stay silent but fired",
+                       held(rule.when, evaluation.facts, book.label))

@@ -1,9 +1,12 @@
-"""`rules lint`: one deliberately broken rule base per check; each message names the right
-file, line and rule. Warnings and errors are distinct; exit 1 on errors; JSON for editors."""
+"""`rules lint`: one deliberately broken rule base per check (tests/fixtures/broken/), each line
+that must be reported marked `# expect: CODE [RULE]`; the message must name that file, line and
+rule, and nothing else in the broken files may be reported. Then the checks that need a
+generated rule base, the satisfiability reasoning on its own, and the command line."""
 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -11,212 +14,255 @@ import pytest
 from click.testing import CliRunner
 
 from cno_pathway.cli import main
-from cno_pathway.lint import lint
+from cno_pathway.lint import lint, numbers_in
+from cno_pathway.rulebook import _RuleParser
+from cno_pathway.satisfiable import MAX_TERMS, contradiction, dead_alternatives
+from cno_pathway.yamlio import parse_document
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_RULES = ROOT / "tests" / "fixtures" / "rules"
 FIXTURE_SEEDS = ROOT / "tests" / "fixtures" / "seeds"
-
-GOOD = """\
-- id: CNO-T-GOOD
-  title: A good rule
-  status: draft
-  stage: monitoring
-  when: {has: {stage: treatment_naive}}
-  then: {suggest: {kind: monitor, therapy: clinical_review, rationale: Fine.}}
-  evidence: {grade: C, cites: [fixture-cohort#nsaid-works]}
-  tests: {fires: [{}], silent: [{treatments: [{drug: naproxen, months: 4, response: none}]}]}
-"""
+BROKEN = ROOT / "tests" / "fixtures" / "broken"
+CASES = sorted(p.name for p in BROKEN.iterdir() if p.is_dir())
+_EXPECT = re.compile(r"#\s*expect:\s*(.+)$")
 
 
-def rulebase(tmp_path: Path, text: str, name: str = "50-extra.yaml") -> Path:
-    directory = tmp_path / "rules"
-    shutil.copytree(FIXTURE_RULES, directory)
-    (directory / name).write_text(text, encoding="utf-8")
-    return directory
+def build(tmp_path: Path, case: str) -> tuple[Path, Path, Path | None, dict]:
+    """The fixture rule base (and seeds) with the broken case laid over it; returns the folders
+    and {label of each overlaid file: its lines}."""
+    rules, seeds = tmp_path / "rules", tmp_path / "seeds"
+    shutil.copytree(FIXTURE_RULES, rules)
+    shutil.copytree(FIXTURE_SEEDS, seeds)
+    examples = None
+    overlaid = {}
+    for source in sorted((BROKEN / case).rglob("*.yaml")):
+        relative = source.relative_to(BROKEN / case)
+        if relative.parts[0] in ("seeds", "examples"):
+            target = tmp_path / relative
+            examples = tmp_path / "examples" if relative.parts[0] == "examples" else examples
+        else:
+            target = rules / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, target)
+        overlaid[f"{target.parent.name}/{target.name}"] = source.read_text().splitlines()
+    return rules, seeds, examples, overlaid
 
 
-def problems_of(directory: Path):
-    return lint(directory, FIXTURE_SEEDS)
+def expectations(overlaid: dict) -> set[tuple]:
+    """(code, file, line, rule) for every `# expect:` comment of the overlaid files."""
+    out = set()
+    for label, lines in overlaid.items():
+        for number, text in enumerate(lines, 1):
+            match = _EXPECT.search(text)
+            if not match:
+                continue
+            words = match.group(1).split()
+            codes = [w for w in words if re.fullmatch(r"[EW]\d{3}", w)]
+            rules = [w for w in words if w not in codes]
+            assert codes, f"{label}:{number}: an expect comment names no code"
+            out |= {(code, label, number, rules[0] if rules else None) for code in codes}
+    return out
 
 
-def line_of(directory: Path, name: str, needle: str, nth: int = 0) -> int:
-    lines = (directory / name).read_text().splitlines()
-    return [i for i, text in enumerate(lines, 1) if needle in text][nth]
+def test_every_broken_case_has_expectations():
+    assert len(CASES) >= 20
+    for case in CASES:
+        files = [p.read_text() for p in (BROKEN / case).rglob("*.yaml")]
+        assert any("# expect:" in text for text in files), case
 
 
-def only(problems, code):
-    found = [p for p in problems if p.code == code]
-    assert found, [str(p) for p in problems]
-    return found
+@pytest.mark.parametrize("case", CASES)
+def test_broken_rule_base(tmp_path, case):
+    rules, seeds, examples, overlaid = build(tmp_path, case)
+    problems = lint(rules, seeds, examples=examples)
+    expected = expectations(overlaid)
+    found = {(p.code, p.file, p.line, p.rule) for p in problems if p.file in overlaid}
+    assert found == expected, "\n".join(str(p) for p in problems)
+    for p in problems:
+        assert p.level == ("error" if p.code.startswith("E") else "warning")
 
 
 def test_the_fixture_rule_base_is_clean():
-    assert [str(p) for p in problems_of(FIXTURE_RULES)] == []
+    assert [str(p) for p in lint(FIXTURE_RULES, FIXTURE_SEEDS)] == []
 
 
-def test_repository_rule_base_is_clean():
-    problems = lint(ROOT / "rules", ROOT / "seeds")
-    assert [str(p) for p in problems if p.level == "error"] == []
+def test_one_broken_file_does_not_hide_the_others(tmp_path):
+    rules, seeds, _, overlaid = build(tmp_path, "schema")
+    files = {p.file for p in lint(rules, seeds) if p.code == "E101"}
+    assert files == set(overlaid) and len(files) == 7
 
 
-@pytest.mark.parametrize("edit, code, needle", [
-    (("  status: draft", "  status: draft\n  severity: high"), "E101", "severity: high"),
-    (("{has: {stage: treatment_naive}}", "{equals: {vertebral: true}}"), "E101", "equals"),
-    (("{has: {stage: treatment_naive}}", "{eq: {vertebrae: true}}"), "E101", "vertebrae"),
-    (("{has: {stage: treatment_naive}}", "{has: {features: wings}}"), "E101", "wings"),
-    (("{has: {stage: treatment_naive}}", "{gt: {lesions.count: many}}"), "E101", "many"),
-])
-def test_schema_errors_name_file_line_and_rule(tmp_path, edit, code, needle):
-    directory = rulebase(tmp_path, GOOD.replace(*edit))
-    problem = only(problems_of(directory), code)[0]
-    assert problem.file == "rules/50-extra.yaml"
-    assert problem.line == line_of(directory, "50-extra.yaml", needle)
-    assert problem.rule == "CNO-T-GOOD"
-    assert problem.level == "error"
+def test_messages_say_what_is_wrong(tmp_path):
+    def messages(case):
+        rules, seeds, examples, _ = build(tmp_path / case, case)
+        return [p.message for p in lint(rules, seeds, examples=examples)]
+
+    schema = messages("schema")
+    assert "unknown fact 'vertebrae'; did you mean vertebral?" in schema
+    assert any(m.startswith("unknown operator 'equals'") for m in schema)
+    assert "this condition can never hold: lesions count is above 5 and lesions count is below 3" \
+        in messages("never-true")
+    assert "regimen naproxen-fixture: 1200 does not appear in any cited passage (no dose the " \
+        "sources do not give)" in messages("dose-not-quoted")
 
 
-def test_malformed_id(tmp_path):
-    directory = rulebase(tmp_path, GOOD.replace("CNO-T-GOOD", "cno_bad"))
-    problem = only(problems_of(directory), "E101")[0]
-    assert "malformed" in problem.message and problem.line == 1
+def test_a_conflict_is_reported_at_both_rules_with_its_witness(tmp_path):
+    rules, seeds, _, _ = build(tmp_path, "opposite-kinds")
+    found = [p for p in lint(rules, seeds) if p.code == "E270"]
+    assert {p.rule for p in found} == {"CNO-FL-NAPROXEN", "CNO-BROKEN-AVOID-NSAID"}
+    naproxen = next(p for p in found if p.rule == "CNO-FL-NAPROXEN")
+    assert naproxen.file == "rules/10-fixture.yaml" and naproxen.line == 38
+    assert "CNO-BROKEN-AVOID-NSAID (rules/50-opposite.yaml:3) says avoid nsaid" in naproxen.message
+    assert "both fire on the fires test of CNO-STAGE-NAIVE (rules/10-fixture.yaml:10)" in naproxen.message
 
 
-def test_one_broken_file_does_not_hide_another(tmp_path):
-    directory = rulebase(tmp_path, GOOD.replace("status: draft", "status: drafty"))
-    (directory / "60-other.yaml").write_text(GOOD.replace("CNO-T-GOOD", "CNO-T-OTHER")
-                                             .replace("kind: monitor", "kind: insist"))
-    files = {p.file for p in only(problems_of(directory), "E101")}
-    assert files == {"rules/50-extra.yaml", "rules/60-other.yaml"}
+def test_two_drugs_of_one_class_are_not_a_conflict(tmp_path):
+    rules, seeds, _, _ = build(tmp_path, "opposite-kinds")
+    path = rules / "50-opposite.yaml"
+    path.write_text(path.read_text().replace("therapy: nsaid", "therapy: ibuprofen"))
+    assert not [p for p in lint(rules, seeds) if p.code in ("E270", "W271")]
 
 
-def test_duplicate_ids_name_both_places(tmp_path):
-    directory = rulebase(tmp_path, GOOD + "\n" + GOOD)
-    found = only(problems_of(directory), "E200")
-    assert sorted(p.line for p in found) == [1, line_of(directory, "50-extra.yaml", "- id: CNO-T-GOOD", 1)]
-    assert all(p.rule == "CNO-T-GOOD" for p in found)
+def test_unknown_adequate_trial_basis(tmp_path):
+    rules = tmp_path / "rules"
+    shutil.copytree(FIXTURE_RULES, rules)
+    vocabulary = rules / "vocabulary.yaml"
+    vocabulary.write_text(vocabulary.read_text().replace("adequate_trial_basis: [fixture-cohort#nsaid-works]",
+                                                         "adequate_trial_basis: [fixture-cohort#gone]"))
+    problem = next(p for p in lint(rules, FIXTURE_SEEDS) if p.code == "E213")
+    assert problem.file == "rules/vocabulary.yaml" and "'gone'" in problem.message
 
 
-@pytest.mark.parametrize("cite, message", [("nobody#x", "unknown source 'nobody'"),
-                                           ("fixture-cohort#nothing", "has no finding 'nothing'")])
-def test_unknown_citation(tmp_path, cite, message):
-    directory = rulebase(tmp_path, GOOD.replace("fixture-cohort#nsaid-works", cite))
-    problem = only(problems_of(directory), "E210")[0]
-    assert message in problem.message and problem.rule == "CNO-T-GOOD" and problem.line == 1
+def test_too_many_staging_rules(tmp_path):
+    rules = tmp_path / "rules"
+    shutil.copytree(FIXTURE_RULES, rules)
+    (rules / "05-many.yaml").write_text("".join(
+        f"- id: CNO-GEN-S{i}\n  title: s\n  status: draft\n  stage: staging\n"
+        f"  when: {{gte: {{lesions.count: {i % 10}}}}}\n  then: {{derive: {{stage: treatment_naive}}}}\n"
+        "  tests: {fires: [{lesions: {count: 9}}]}\n" for i in range(400)))
+    problem = next(p for p in lint(rules, FIXTURE_SEEDS) if p.code == "E260")
+    assert problem.level == "error" and "403 staging rules" in problem.message
+    assert problem.rule and problem.file and problem.line
 
 
-def test_grade_stronger_than_the_evidence(tmp_path):
-    directory = rulebase(tmp_path, GOOD.replace("grade: C", "grade: A"))
-    problem = only(problems_of(directory), "E211")[0]
-    assert "stronger than the best cited source supports (C)" in problem.message
+def test_a_retired_staging_rule_derives_nothing(tmp_path):
+    rules = tmp_path / "rules"
+    shutil.copytree(FIXTURE_RULES, rules)
+    path = rules / "10-fixture.yaml"
+    text = path.read_text()
+    path.write_text(text.replace("  priority: 3\n", "  status: retired\n  priority: 3\n", 1)
+                    .replace("Refractory to NSAID and glucocorticoid (chained on a derived stage)\n  status: reviewed\n",
+                             "Refractory to NSAID and glucocorticoid (chained on a derived stage)\n"))
+    problems = [p for p in lint(rules, FIXTURE_SEEDS) if p.code == "E240"]
+    assert [(p.rule, p.line) for p in problems] == [("CNO-REF-MULTI", 77)]
 
 
-def test_grade_may_be_weaker(tmp_path):
-    directory = rulebase(tmp_path, GOOD.replace("grade: C", "grade: D"))
-    assert not [p for p in problems_of(directory) if p.code == "E211"]
+# -- satisfiability on its own --------------------------------------------------------------------
 
-
-def test_suggestion_without_citations_or_tests(tmp_path):
-    text = GOOD.replace("  evidence: {grade: C, cites: [fixture-cohort#nsaid-works]}\n", "") \
-               .replace("  tests: {fires: [{}], silent: [{treatments: [{drug: naproxen, months: 4, "
-                        "response: none}]}]}\n", "  tests: {fires: [{}]}\n")
-    problems = problems_of(rulebase(tmp_path, text))
-    assert only(problems, "E220")[0].rule == "CNO-T-GOOD"
-    assert "`silent` tests" in only(problems, "E221")[0].message
-
-
-def test_staging_rule_without_a_fires_test(tmp_path):
-    text = ("- id: CNO-T-STAGE\n  title: s\n  status: draft\n  stage: staging\n"
-            "  when: {eq: {vertebral: true}}\n  then: {derive: {stage: nsaid_refractory}}\n")
-    assert only(problems_of(rulebase(tmp_path, text)), "E222")[0].rule == "CNO-T-STAGE"
-
-
-def test_invalid_test_profile(tmp_path):
-    directory = rulebase(tmp_path, GOOD.replace("fires: [{}]", "fires: [{lesions: {count: 1, sites: [a, b]}}]"))
-    problem = only(problems_of(directory), "E223")[0]
-    assert problem.rule == "CNO-T-GOOD" and "lesions.sites" in problem.message
-
-
-def test_unknown_regimen(tmp_path):
-    directory = rulebase(tmp_path, GOOD.replace("rationale: Fine.", "regimen: nothing, rationale: Fine."))
-    assert "unknown regimen 'nothing'" in only(problems_of(directory), "E230")[0].message
-
-
-def test_dose_not_in_the_cited_passage(tmp_path):
-    directory = rulebase(tmp_path, GOOD)
-    regimens = directory / "regimens.yaml"
-    regimens.write_text(regimens.read_text().replace("dose: 10,", "dose: 12,"))
-    problem = only(problems_of(directory), "E231")[0]
-    assert problem.file == "rules/regimens.yaml" and "12 does not appear" in problem.message
-    assert problem.line == line_of(directory, "regimens.yaml", "dose: 12")
-
-
-def test_stage_used_but_never_derived(tmp_path):
-    directory = rulebase(tmp_path, GOOD.replace("treatment_naive", "bisphosphonate_failed"))
-    problem = only(problems_of(directory), "E240")[0]
-    assert problem.rule == "CNO-T-GOOD" and "bisphosphonate_failed" in problem.message
-
-
-def test_stage_derived_but_never_used_is_a_warning(tmp_path):
-    text = GOOD + ("- id: CNO-T-STAGE\n  title: s\n  status: draft\n  stage: staging\n"
-                   "  when: {eq: {vertebral: true}}\n  then: {derive: {stage: csdmard_failed}}\n"
-                   "  tests: {fires: [{lesions: {count: 2, sites: [vertebra]}}]}\n")
-    problem = only(problems_of(rulebase(tmp_path, text)), "W241")[0]
-    assert problem.level == "warning" and problem.rule == "CNO-T-STAGE"
+@pytest.fixture(scope="module")
+def parse_when(vocab):
+    def parse(text: str):
+        doc = parse_document(text, source="when")
+        return _RuleParser(doc, vocab, {}).condition(doc.data, ())
+    return parse
 
 
 @pytest.mark.parametrize("when", [
     "{all: [{gt: {lesions.count: 5}}, {lt: {lesions.count: 3}}]}",
-    "{all: [{eq: {diagnosis: cno}}, {eq: {diagnosis: sapho}}]}",
-    "{all: [{has: {features: psoriasis}}, {lacks: {features: psoriasis}}]}",
-    "{all: [{in: {biopsy: [none, infection]}}, {eq: {biopsy: malignancy}}]}",
-    "{all: [{gte: {age_years: 18}}, {eq: {age_years: 12}}]}",
-    "{any: [{all: [{gt: {lesions.count: 5}}, {lt: {lesions.count: 3}}]}, {all: [{present: weight_kg}, {absent: weight_kg}]}]}",
+    "{all: [{gte: {age_years: 3}}, {lte: {age_years: 3}}, {ne: {age_years: 3}}]}",
+    "{all: [{gt: {age_years: 3}}, {lte: {age_years: 3}}]}",
+    "{all: [{eq: {vertebral: true}}, {ne: {vertebral: true}}]}",
+    "{all: [{eq: {vertebral: true}}, {not: {eq: {vertebral: true}}}]}",
+    "{all: [{eq: {lesions.count: 4}}, {in: {lesions.count: [1, 2]}}]}",
+    "{all: [{in: {biopsy: [none, infection]}}, {in: {biopsy: [malignancy]}}]}",
+    "{all: [{absent: weight_kg}, {gt: {weight_kg: 3}}]}",
+    "{all: [{present: weight_kg}, {absent: weight_kg}]}",
+    "{all: [{has: {failed_classes: [nsaid, csdmard]}}, {lacks: {failed_classes: csdmard}}]}",
+    "{all: [{not: {lacks: {features: acne}}}, {lacks: {features: acne}}]}",
+    "{absent: features}",
+    "{any: []}",
+    "{not: {all: []}}",
+    "{not: {any: [{eq: {vertebral: true}}, {eq: {vertebral: false}}, {absent: vertebral}]}}",
+    "{all: [{ne: {hla_b27: positive}}, {ne: {hla_b27: negative}}, {ne: {hla_b27: unknown}}]}",
+    "{all: [{gt: {lesions.count: 5}}, {any: [{lt: {lesions.count: 3}}, {eq: {lesions.count: 1}}]}]}",
 ])
-def test_condition_that_can_never_hold(tmp_path, when):
-    directory = rulebase(tmp_path, GOOD.replace("{has: {stage: treatment_naive}}", when))
-    problem = only(problems_of(directory), "E250")[0]
-    assert problem.rule == "CNO-T-GOOD" and problem.line == 1
+def test_never_holds(parse_when, vocab, when):
+    assert contradiction(parse_when(when), vocab) is not None
 
 
-def test_satisfiable_conditions_pass(tmp_path):
-    when = "{all: [{gte: {lesions.count: 3}}, {lte: {lesions.count: 3}}, {ne: {diagnosis: sapho}}]}"
-    assert not [p for p in problems_of(rulebase(tmp_path, GOOD.replace("{has: {stage: treatment_naive}}", when)))
-                if p.code == "E250"]
+@pytest.mark.parametrize("when", [
+    "{all: []}",
+    "{all: [{gte: {lesions.count: 3}}, {lte: {lesions.count: 3}}]}",
+    "{all: [{gt: {lesions.count: 2}}, {lt: {lesions.count: 3}}]}",  # reals: never claims too much
+    "{all: [{not: {eq: {vertebral: true}}}, {eq: {multifocal: true}}]}",
+    "{all: [{absent: weight_kg}, {not: {gt: {weight_kg: 3}}}]}",  # unstated: `not` holds
+    "{all: [{not: {in: {sex: [female, male, other]}}}]}",          # holds when sex is unstated
+    "{all: [{has: {features: psoriasis}}, {lacks: {features: acne}}]}",
+    "{all: [{gt: {lesions.count: 5}}, {any: [{lt: {lesions.count: 3}}, {eq: {lesions.count: 7}}]}]}",
+    "{present: features}",
+])
+def test_may_hold(parse_when, vocab, when):
+    assert contradiction(parse_when(when), vocab) is None
 
 
-def test_recommend_and_avoid_the_same_therapy(tmp_path):
-    avoid = GOOD.replace("CNO-T-GOOD", "CNO-T-AVOID").replace("kind: monitor, therapy: clinical_review",
-                                                              "kind: avoid, therapy: naproxen")
-    problem = only(problems_of(rulebase(tmp_path, avoid)), "E270")[0]
-    assert {problem.rule, "CNO-FL-NAPROXEN"} >= {"CNO-FL-NAPROXEN"} and "naproxen" in problem.message
-    assert "test at line" in problem.message or "," in problem.message  # names its witness profile
+def test_a_dead_alternative_in_context(parse_when, vocab):
+    cond = parse_when("{all: [{gt: {lesions.count: 5}}, {any: [{lt: {lesions.count: 3}}, "
+                      "{eq: {lesions.count: 7}}]}]}")
+    dead = dead_alternatives(cond, vocab)
+    assert [why for _, why in dead] == ["lesions count is above 5 and lesions count is below 3"]
 
 
-def test_too_many_staging_rules(tmp_path):
-    text = "".join(f"- id: CNO-T-S{i}\n  title: s\n  status: draft\n  stage: staging\n"
-                   f"  when: {{gte: {{lesions.count: {i % 10}}}}}\n  then: {{derive: {{stage: treatment_naive}}}}\n"
-                   "  tests: {fires: [{lesions: {count: 9}}]}\n" for i in range(420))
-    assert only(problems_of(rulebase(tmp_path, text)), "E260")
+def test_a_condition_too_large_to_expand_is_assumed_to_hold(parse_when, vocab):
+    alternatives = ", ".join(f"{{eq: {{lesions.count: {i}}}}}" for i in range(8))
+    big = "{all: [" + ", ".join([f"{{any: [{alternatives}]}}"] * 5) + ", {any: []}]}"
+    assert 8 ** 5 > MAX_TERMS
+    assert contradiction(parse_when(big), vocab) is None
 
 
-def test_cli_exit_codes_and_json(tmp_path, monkeypatch):
-    monkeypatch.setenv("CNO_PATHWAY_SEEDS", str(FIXTURE_SEEDS))
+@pytest.mark.parametrize("text, numbers", [
+    ("Naproxen 10-15 mg/kg per day", {10, 15}),
+    ("day 1 0.5 mg/kg, days 2 and 3 1 mg/kg", {1, 0.5, 2, 3}),
+    ("at most 1,000 mg (1 000 mg)", {1000}),
+    ("0,5 mg/kg", {0.5}),
+])
+def test_numbers_in_a_quote(text, numbers):
+    assert numbers_in(text) == numbers
+
+
+# -- command line ---------------------------------------------------------------------------------
+
+def test_cli_exit_codes_and_json(tmp_path):
     runner = CliRunner()
-    clean = runner.invoke(main, ["rules", "lint", str(FIXTURE_RULES)])
-    assert clean.exit_code == 0 and "0 errors, 0 warnings" in clean.output
-    broken = rulebase(tmp_path, GOOD.replace("grade: C", "grade: A"))
-    result = runner.invoke(main, ["rules", "lint", str(broken)])
+    clean = runner.invoke(main, ["rules", "lint", str(FIXTURE_RULES), "--seeds", str(FIXTURE_SEEDS)])
+    assert clean.exit_code == 0 and clean.output == "0 errors, 0 warnings\n"
+    rules, seeds, _, _ = build(tmp_path, "grade-too-strong")
+    result = runner.invoke(main, ["rules", "lint", str(rules), "--seeds", str(seeds)])
     assert result.exit_code == 1
-    assert "rules/50-extra.yaml:1: error E211 [CNO-T-GOOD]:" in result.output
-    data = json.loads(runner.invoke(main, ["rules", "lint", str(broken), "--format", "json"]).output)
-    assert data["errors"] >= 1 and data["problems"][0]["file"] == "rules/50-extra.yaml"
+    assert "rules/50-grade.yaml:2: error E211 [CNO-BROKEN-GRADE]: grade B is stronger" in result.output
+    assert result.output.endswith("1 errors, 0 warnings\n")
+    data = json.loads(runner.invoke(main, ["rules", "lint", str(rules), "--seeds", str(seeds),
+                                           "--format", "json"]).output)
+    assert data["errors"] == 1 and data["warnings"] == 0
+    assert data["problems"] == [{"level": "error", "code": "E211", "file": "rules/50-grade.yaml",
+                                 "line": 2, "rule": "CNO-BROKEN-GRADE",
+                                 "message": "grade B is stronger than the best cited source supports (C)"}]
 
 
-def test_warnings_alone_exit_0(tmp_path, monkeypatch):
+def test_cli_warnings_alone_exit_0(tmp_path, monkeypatch):
     monkeypatch.setenv("CNO_PATHWAY_SEEDS", str(FIXTURE_SEEDS))
-    text = GOOD + ("- id: CNO-T-STAGE\n  title: s\n  status: draft\n  stage: staging\n"
-                   "  when: {eq: {vertebral: true}}\n  then: {derive: {stage: csdmard_failed}}\n"
-                   "  tests: {fires: [{lesions: {count: 2, sites: [vertebra]}}]}\n")
-    result = CliRunner().invoke(main, ["rules", "lint", str(rulebase(tmp_path, text))])
-    assert result.exit_code == 0 and "warning W241" in result.output
+    rules, _, _, _ = build(tmp_path, "stage-never-used")
+    result = CliRunner().invoke(main, ["rules", "lint", str(rules)])
+    assert result.exit_code == 0
+    assert "rules/00-stage.yaml:1: warning W241 [CNO-BROKEN-UNUSED-STAGE]" in result.output
+
+
+def test_cli_schema_errors_are_findings_not_crashes(tmp_path):
+    rules, seeds, _, _ = build(tmp_path, "schema")
+    result = CliRunner().invoke(main, ["rules", "lint", str(rules), "--seeds", str(seeds)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.count("error E101") == 7
+
+
+def test_cli_missing_folder_is_bad_input():
+    result = CliRunner().invoke(main, ["rules", "lint", "/nonexistent/rules"])
+    assert result.exit_code == 2 and "rule folder not found" in result.output

@@ -1,4 +1,9 @@
-"""`cno-pathway rules lint | test | coverage | gaps | list | show`: tools for rule authors."""
+"""`cno-pathway rules lint | test | coverage | gaps | list | show | facts`: tools for rule authors.
+
+Each takes the rule folder as an optional DIR argument (default: CNO_PATHWAY_RULES, else the
+built-in rules/). Findings exit 1 (lint errors, failing tests, rules no test fires, gaps and
+conflicts); bad input (a folder that does not exist, an unknown rule id) exits 2 through cli.py.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +14,32 @@ from pathlib import Path
 import click
 
 from ..errors import InputError
-from ..resources import rules_dir as default_rules_dir
-from ..rulebook import load_rulebook
+from ..resources import examples_dir, rules_dir as default_rules_dir, seeds_dir as default_seeds_dir
+from ..rulebook import Rule, RuleBook, load_rulebook
 
-_DIR = click.argument("directory", required=False, type=click.Path(file_okay=False, path_type=Path))
+_FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+                       show_default=True, help="json: for editors and other programs.")
 
 
-def _book(directory):
-    return load_rulebook(directory or default_rules_dir())
+def _dir_argument(func):
+    return click.argument("directory", required=False,
+                          type=click.Path(file_okay=False, path_type=Path))(func)
+
+
+def _resolve(directory: Path | None) -> Path:
+    return Path(directory) if directory else default_rules_dir()
+
+
+def _book(directory: Path | None) -> RuleBook:
+    return load_rulebook(_resolve(directory))
+
+
+def _json(data) -> None:
+    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+
+
+def _column(names) -> int:
+    return max((len(n) for n in names), default=0)
 
 
 @click.group()
@@ -24,125 +47,192 @@ def rules():
     """Check, test and inspect the rule base (default: the built-in rules/)."""
 
 
-@rules.command()
-@_DIR
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
-def lint(directory, fmt):
-    """Schema and semantic checks with file:line and rule id; exit 1 on errors."""
-    from ..lint import lint as run_lint
+# -- lint -----------------------------------------------------------------------------------------
 
-    problems = run_lint(directory or default_rules_dir())
-    errors = sum(p.level == "error" for p in problems)
+@rules.command()
+@_dir_argument
+@click.option("--seeds", type=click.Path(file_okay=False, path_type=Path), envvar="CNO_PATHWAY_SEEDS",
+              help="Evidence library that citations must resolve in (default: the built-in seeds/).")
+@_FORMAT
+def lint(directory, seeds, fmt):
+    """Schema and semantic checks with file:line and rule id; exit 1 on errors (warnings: 0).
+
+    Teaching cases (examples/) are checked too when DIR is the rule base they belong to."""
+    from ..knowledge_cache import cached
+    from ..lint import lint as run_lint, summary
+
+    rules_dir, seeds = _resolve(directory), Path(seeds) if seeds else default_seeds_dir()
+    cases = examples_dir()
+    if cases is not None and (cases.parent / "rules").resolve() != rules_dir.resolve():
+        cases = None
+    if not rules_dir.is_dir():
+        raise InputError("rule folder not found", file=str(rules_dir))
+    # the report depends only on these folders and the program: cached by their digest
+    problems = cached([rules_dir, seeds] + ([cases] if cases else []),
+                      lambda: run_lint(rules_dir, seeds, examples=cases), kind="lint")
+    counts = summary(problems)
     if fmt == "json":
-        click.echo(json.dumps({"errors": errors, "warnings": len(problems) - errors,
-                               "problems": [p.to_json() for p in problems]}, indent=2))
+        _json({**counts, "problems": [p.to_json() for p in problems]})
     else:
         for problem in problems:
             click.echo(str(problem))
-        click.echo(f"{errors} errors, {len(problems) - errors} warnings")
-    sys.exit(1 if errors else 0)
+        click.echo(f"{counts['errors']} errors, {counts['warnings']} warnings")
+    sys.exit(1 if counts["errors"] else 0)
 
+
+# -- test -----------------------------------------------------------------------------------------
 
 @rules.command("test")
-@_DIR
-@click.option("--rule", "only", help="Run one rule's tests.")
-def test_rules(directory, only):
-    """Run every rule's own tests through the real engine; exit 1 on any failure."""
+@_dir_argument
+@click.option("--rule", "only", metavar="ID", help="Run one rule's tests.")
+@_FORMAT
+def test_rules(directory, only, fmt):
+    """Run every rule's own tests through the real engine; exit 1 on any failure.
+
+    An invalid rule file fails the run: every schema error is listed and no test runs."""
+    from ..lint import load_rule_base
     from ..ruletest import run_rule_tests
 
-    book = _book(directory)
+    book, problems = load_rule_base(_resolve(directory))
+    if problems:
+        if fmt == "json":
+            _json({"invalid": [p.to_json() for p in problems], "results": []})
+        else:
+            for problem in problems:
+                click.echo(f"INVALID  {problem}")
+            click.echo(f"the rule base does not parse ({len(problems)} errors): no test ran")
+        sys.exit(1)
     if only and only not in book.by_id:
-        raise InputError(f"unknown rule {only!r}")
+        raise InputError(f"unknown rule {only!r} (see `cno-pathway rules list`)")
     results = run_rule_tests(book, only)
-    failed = 0
+    failed = [r for r in results if not r.ok]
+    if fmt == "json":
+        _json({"invalid": [], "results": [r.to_json() for r in results]})
+        sys.exit(1 if failed else 0)
+    width = _column(r.rule.id for r in results)
     for result in results:
         rule = result.rule
-        if result.ok:
-            click.echo(f"PASS  {rule.id}  ({result.passed} tests)")
-            continue
-        failed += 1
-        click.echo(f"FAIL  {rule.id}  {rule.where}")
-        for failure in result.failures:
-            where = f"line {failure.test.line}: " if failure.test else ""
-            click.echo(f"      {where}{failure.test.expect + ': ' if failure.test else ''}{failure.reason}")
-            if failure.test:
-                click.echo(f"        profile: {json.dumps(failure.test.profile, sort_keys=True)}")
-            for detail in failure.details:
-                click.echo(f"        {detail}")
-    click.echo(f"{len(results) - failed} passed, {failed} failed")
+        if result.skipped:
+            click.echo(f"SKIP  {rule.id:<{width}}  {rule.where}  ({result.skipped})")
+        elif result.ok:
+            click.echo(f"PASS  {rule.id:<{width}}  {rule.where}  ({result.passed} tests)")
+        else:
+            click.echo(f"FAIL  {rule.id:<{width}}  {rule.where}  ({result.passed} passed, "
+                       f"{len(result.failures)} failed)")
+            for failure in result.failures:
+                test = failure.test
+                head = f"{test.expect} test at {rule.file}:{test.line}: " if test else ""
+                click.echo(f"      {head}{failure.reason}")
+                if test:
+                    click.echo(f"        profile: {json.dumps(test.profile, sort_keys=True)}")
+                for detail in failure.details:
+                    click.echo(f"        {detail}")
+    skipped = sum(1 for r in results if r.skipped)
+    click.echo(f"{len(results) - len(failed) - skipped} passed, {len(failed)} failed, "
+               f"{skipped} skipped (retired)")
     sys.exit(1 if failed else 0)
 
 
+# -- coverage -------------------------------------------------------------------------------------
+
 @rules.command()
-@_DIR
-def coverage(directory):
-    """Which rules and condition branches the rule tests and teaching cases exercise."""
+@_dir_argument
+@_FORMAT
+def coverage(directory, fmt):
+    """Which rules and condition branches the rule tests and teaching cases exercise; exit 1
+    when a rule is fired by none of them."""
     from ..coverage import coverage as run_coverage
 
-    results = run_coverage(_book(directory))
-    never = [c for c in results if c.fired_by == 0]
-    for cov in never:
+    report = run_coverage(_book(directory))
+    if fmt == "json":
+        _json(report.to_json())
+        sys.exit(1 if report.never_fired else 0)
+    width = _column(c.rule.id for c in report.rules)
+    for cov in report.never_fired:
         click.echo(f"NEVER FIRED  {cov.rule.id}  {cov.rule.where}")
-    total = sum(len(c.branches) for c in results)
-    covered = sum(c.branches_covered for c in results)
-    for cov in results:
-        missing = [f"{text} ({'never true' if not seen[0] else 'never false'})"
-                   for text, seen in cov.branches.items() if not all(seen)]
-        click.echo(f"{cov.rule.id:<44} fired by {cov.fired_by:>3}  branches "
-                   f"{cov.branches_covered}/{len(cov.branches)}")
-        for text in missing:
-            click.echo(f"    not exercised: {text}")
-    click.echo(f"{len(results) - len(never)} of {len(results)} rules fired by a test or case; "
-               f"{covered} of {total} condition branches seen both true and false")
-    sys.exit(1 if never else 0)
+    for cov in report.rules:
+        click.echo(f"{cov.rule.id:<{width}}  fired by {cov.fired_by_tests:>3} tests, "
+                   f"{cov.fired_by_cases:>3} cases  branches {cov.branches_covered}/{len(cov.branches)}")
+        for _, branch in cov.branches:
+            if not branch.covered:
+                click.echo(f"    line {branch.line}: {branch.text} ({branch.missing})")
+    for reason in report.skipped:
+        click.echo(f"skipped: {reason}")
+    covered, total = report.branch_totals
+    click.echo(f"{len(report.rules) - len(report.never_fired)} of {len(report.rules)} rules fired by "
+               f"{report.tests} test profiles and {report.cases} teaching cases; {covered} of "
+               f"{total} branches covered")
+    sys.exit(1 if report.never_fired else 0)
 
+
+# -- gaps -----------------------------------------------------------------------------------------
 
 @rules.command()
-@_DIR
-def gaps(directory):
-    """Profiles of a grid that get no suggestion, and contradictory suggestions."""
+@_dir_argument
+@_FORMAT
+def gaps(directory, fmt):
+    """A grid of profiles (lesion count, spine, red flags, diagnosis, onset, features, biopsy,
+    treatment history): every profile without a suggestion and every recommend/avoid pair for one
+    therapy; exit 1 when there is any."""
     from ..gaps import find_gaps
 
-    count, found_gaps, conflicts = find_gaps(_book(directory))
-    for gap in found_gaps:
+    report = find_gaps(_book(directory))
+    if fmt == "json":
+        _json(report.to_json())
+        sys.exit(0 if report.clean else 1)
+    for gap in report.gaps:
         click.echo(f"NO SUGGESTION  {gap.label}  (stage: {', '.join(gap.stage) or 'none'})")
-    for conflict in conflicts:
+    for conflict in report.conflicts:
         click.echo(f"CONFLICT  {conflict.therapy}: {conflict.rules[0]} vs {conflict.rules[1]}  "
                    f"on {conflict.label}")
-    click.echo(f"{count} profiles: {len(found_gaps)} without a suggestion, {len(conflicts)} conflicts")
-    sys.exit(1 if found_gaps or conflicts else 0)
+    click.echo(f"{report.profiles} profiles: {len(report.gaps)} without a suggestion, "
+               f"{len(report.conflicts)} conflicts")
+    sys.exit(0 if report.clean else 1)
 
 
-def _rule_json(rule) -> dict:
+# -- list, show, facts ----------------------------------------------------------------------------
+
+def rule_json(rule: Rule) -> dict:
     return {"id": rule.id, "title": rule.title, "status": rule.status, "stage": rule.stage,
+            "priority": rule.priority,
             "kind": rule.suggest.kind if rule.suggest else "derive",
             "therapy": rule.suggest.therapy if rule.suggest else None,
+            "regimen": rule.suggest.regimen if rule.suggest else None,
             "derives": rule.derive, "grade": rule.evidence.grade if rule.evidence else None,
-            "cites": list(rule.evidence.cites) if rule.evidence else [],
+            "citations": list(rule.evidence.cites) if rule.evidence else [],
             "file": rule.file, "line": rule.line}
 
 
 @rules.command("list")
-@_DIR
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@_dir_argument
+@_FORMAT
 def list_rules(directory, fmt):
-    """Every rule: id, status, stage, kind, therapy, grade, file:line."""
+    """Every rule: id, status, stage, kind, therapy, grade, citations, file:line, title."""
     book = _book(directory)
     if fmt == "json":
-        click.echo(json.dumps([_rule_json(r) for r in book.rules], indent=2))
+        _json([rule_json(r) for r in book.rules])
         return
+    def what(r):
+        if r.suggest:
+            return r.suggest.therapy or "-"
+        return ", ".join(f"{k}={v}" for k, v in r.derive.items())
+
+    width, what_width = _column(r.id for r in book.rules), _column(what(r) for r in book.rules)
+    where_width = _column(r.where for r in book.rules)
     for r in book.rules:
         kind = r.suggest.kind if r.suggest else "derive"
-        what = (r.suggest.therapy or "-") if r.suggest else ", ".join(f"{k}={v}" for k, v in r.derive.items())
         grade = r.evidence.grade if r.evidence else "-"
-        click.echo(f"{r.id:<44} {r.status:<8} {r.stage:<11} {kind:<11} {what:<24} {grade}  {r.where}")
+        cites = len(r.evidence.cites) if r.evidence else 0
+        where = f"{r.where:<{where_width}}"
+        click.echo(f"{r.id:<{width}}  {r.status:<8} {r.stage:<11} {kind:<10} {what(r):<{what_width}}  "
+                   f"{grade}  {cites} cit.  {where}  {r.title}")
+    click.echo(f"{len(book.rules)} rules ({len(book.active)} active)")
 
 
 @rules.command()
-@click.argument("rule_id")
-@click.option("--rules", "directory", type=click.Path(file_okay=False, path_type=Path),
-              envvar="CNO_PATHWAY_RULES", help="Rule folder (default: the built-in rules/).")
-@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@click.argument("rule_id", metavar="ID")
+@_dir_argument
+@_FORMAT
 def show(rule_id, directory, fmt):
     """One rule in full: its condition in words, evidence and tests."""
     from ..conditions import describe
@@ -151,17 +241,45 @@ def show(rule_id, directory, fmt):
     rule = book.by_id.get(rule_id)
     if rule is None:
         raise InputError(f"unknown rule {rule_id!r} (see `cno-pathway rules list`)")
-    data = _rule_json(rule)
+    data = rule_json(rule)
+    data["title"] = rule.title
     data["when"] = describe(rule.when, book.label) if rule.when else "always"
     data["rationale"] = rule.suggest.rationale if rule.suggest else None
     data["tests"] = [{"expect": t.expect, "line": t.line, "profile": t.profile} for t in rule.tests]
     if fmt == "json":
-        click.echo(json.dumps(data, indent=2))
+        _json(data)
         return
-    for key in ("id", "title", "status", "stage", "kind", "therapy", "derives", "grade", "cites",
-                "when", "rationale"):
+    for key in ("id", "title", "status", "stage", "priority", "kind", "therapy", "regimen",
+                "derives", "grade", "when", "rationale"):
         if data.get(key) not in (None, [], ""):
-            click.echo(f"{key + ':':<10} {data[key]}")
-    click.echo(f"{'where:':<10} {rule.where}")
+            click.echo(f"{key + ':':<11}{data[key]}")
+    for cite in data["citations"]:
+        click.echo(f"{'cites:':<11}{cite}")
+    click.echo(f"{'where:':<11}{rule.where}")
     for t in data["tests"]:
-        click.echo(f"test      {t['expect']} (line {t['line']}): {json.dumps(t['profile'], sort_keys=True)}")
+        click.echo(f"test       {t['expect']} (line {t['line']}): {json.dumps(t['profile'], sort_keys=True)}")
+
+
+def facts_table() -> str:
+    """The facts a condition may use, as the Markdown table rules/README.md carries."""
+    from ..facts import FACT_SCHEMA
+
+    lines = ["| fact | type | meaning |", "| --- | --- | --- |"]
+    for name, ftype in FACT_SCHEMA.items():
+        kind = f"{ftype.kind} ({ftype.vocabulary})" if ftype.vocabulary else ftype.kind
+        lines.append(f"| `{name}` | {kind} | {ftype.description} |")
+    return "\n".join(lines)
+
+
+@rules.command()
+@click.option("--format", "fmt", type=click.Choice(["markdown", "json"]), default="markdown",
+              show_default=True)
+def facts(fmt):
+    """The facts a rule condition may use, with type and meaning (rules/README.md's table)."""
+    from ..facts import FACT_SCHEMA
+
+    if fmt == "json":
+        _json({name: {"type": t.kind, "vocabulary": t.vocabulary, "meaning": t.description,
+                      "derived_by_rules": t.derived_by_rules} for name, t in FACT_SCHEMA.items()})
+        return
+    click.echo(facts_table())
