@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .conditions import (COMPARISONS, LIST_TESTS, OPERATORS, PRESENCE, All, Any_, Compare,
+from .conditions import (LIST_TESTS, OPERATORS, PRESENCE, All, Any_, Compare,
                          Condition, Has, Not, Presence)
 from .errors import RuleError
 from .facts import FACT_SCHEMA

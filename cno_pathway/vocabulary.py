@@ -111,7 +111,7 @@ class Vocabulary:
 
 def load_vocabulary(rules_dir: Path) -> Vocabulary:
     path = Path(rules_dir) / VOCABULARY_FILE
-    doc = read_document(path, error=RuleError)
+    doc = read_document(path, error=RuleError, label=f"{path.parent.name}/{path.name}")
     return vocabulary_from_document(doc)
 
 
