@@ -86,9 +86,11 @@ def load_regimens(rules_dir: Path, vocabulary: Vocabulary) -> Regimens:
         text = raw.get("text")
         if not isinstance(text, str) or not text.strip():
             fail("text (the schedule as the source gives it) is required", p + ("text",), rid)
-        cites = raw.get("cites")
-        if not isinstance(cites, list) or not cites or not all(isinstance(c, str) for c in cites):
+        cites = raw.get("cites", [])
+        if not isinstance(cites, list) or not all(isinstance(c, str) for c in cites):
             fail("cites must list the findings that give this regimen", p + ("cites",), rid)
+        if raw.get("steps") and not cites:  # a dose without its passage never reaches a consult
+            fail("a regimen with doses must cite the findings that give them", p + ("cites",), rid)
         steps = []
         for j, s in enumerate(raw.get("steps") or []):
             sp = p + ("steps", j)

@@ -87,7 +87,8 @@ FIXTURE = SnapshotSet("fixture", ROOT / "tests" / "fixtures" / "rules",
 
 # Teaching cases pinned on the real rule base: add names here (e.g. "typical-multifocal") once
 # rules/ and seeds/ have settled, then run SNAPSHOT_UPDATE=1.
-EXAMPLE_CASES: list[str] = []
+EXAMPLE_CASES: list[str] = ["typical-multifocal", "vertebral-fracture", "steroid-relapse", "anakinra-cohort",
+                             "adult-onset-refractory", "red-flags"]
 EXAMPLES = SnapshotSet("examples", rules_dir(), seeds_dir(), [Case(name) for name in EXAMPLE_CASES])
 
 SETS = [FIXTURE, EXAMPLES]
