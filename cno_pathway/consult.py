@@ -14,9 +14,9 @@ from . import __version__
 from .conditions import unmet
 from .engine import Engine
 from .errors import RuleError
-from .evaluation import Evaluation, reference_evaluate
+from .evaluation import Evaluation
 from .evidence import EvidenceLibrary, load_library
-from .facts import FACT_SCHEMA, derive_facts
+from .facts import ADULT_AGE, FACT_SCHEMA, derive_facts
 from .profile import PatientProfile
 from .regimens import compute_step
 from .resources import rules_dir, seeds_dir
@@ -24,7 +24,6 @@ from .rulebook import Rule, RuleBook, load_rulebook
 
 SCHEMA = "cno-pathway/consult/1"
 KIND_ORDER = ("alert", "investigate", "recommend", "consider", "avoid", "monitor")
-ADULT_AGE = 18
 
 
 @dataclass
@@ -213,11 +212,8 @@ class Pathway:
     def close(self):
         self.engine.close()
 
-    def evaluate(self, profile: PatientProfile, *, reference: bool = False) -> Evaluation:
-        facts = derive_facts(profile, self.vocabulary)
-        if reference:
-            return reference_evaluate(self.rulebook.active, facts, self.value_order)
-        return self.engine.evaluate(facts)
+    def evaluate(self, profile: PatientProfile) -> Evaluation:
+        return self.engine.evaluate(derive_facts(profile, self.vocabulary))
 
     def consult(self, profile: PatientProfile, *, explain: bool = False) -> Consult:
         book = self.rulebook

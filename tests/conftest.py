@@ -78,6 +78,14 @@ def fixture_pathway():
 
 
 @pytest.fixture(scope="session")
+def pathway():
+    """The repository's own rule base and evidence, loaded and compiled once for the session."""
+    loaded = Pathway.load(ROOT / "rules", ROOT / "seeds")
+    yield loaded
+    loaded.close()
+
+
+@pytest.fixture(scope="session")
 def value_order(vocab) -> dict:
     return {"stage": list(vocab.stages)}
 

@@ -1,4 +1,5 @@
-"""Hypothesis strategies: valid patient profiles drawn from the rule base's vocabulary.
+"""Hypothesis strategies: valid patient profiles drawn from the rule base's vocabulary, and the
+class groups the property tests check against.
 
 Shared by the property tests (pathway invariants, safety invariants, engine/reference agreement).
 """
@@ -8,6 +9,10 @@ from __future__ import annotations
 from hypothesis import strategies as st
 
 from cno_pathway.vocabulary import Vocabulary
+
+# classes beyond NSAIDs: what "escalation" means in the pathway invariants
+ESCALATION_CLASSES = frozenset({"glucocorticoid", "csdmard", "tnf_inhibitor", "bisphosphonate",
+                                "il1_inhibitor", "il6_inhibitor", "il17_inhibitor", "il12_23_inhibitor"})
 
 
 def treatments(vocabulary: Vocabulary, max_size: int = 6):

@@ -16,20 +16,11 @@ from cno_pathway import changes
 from cno_pathway.cases import find_case
 from cno_pathway.cli import main
 from cno_pathway.commands import teaching
-from cno_pathway.consult import Pathway
 from cno_pathway.demo import replay
-from cno_pathway.resources import rules_dir, seeds_dir
 
 SNAPSHOTS = Path(__file__).resolve().parent / "snapshots" / "demo"
 SNAPSHOT_CASES = ["steroid-relapse", "anakinra-cohort", "tnf-psoriasis", "nsaid-too-short"]
 REAL = {"CNO_PATHWAY_RULES": None, "CNO_PATHWAY_SEEDS": None}
-
-
-@pytest.fixture(scope="module")
-def pathway():
-    loaded = Pathway.load(rules_dir(), seeds_dir())
-    yield loaded
-    loaded.close()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ benchmarks measure speed).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -22,8 +21,7 @@ from hypothesis import strategies as st
 
 from cno_pathway.errors import ProfileError
 from cno_pathway.profile import validate_profile
-from cno_pathway.resources import rules_dir, seeds_dir
-from cno_pathway.consult import Pathway
+from cno_pathway.resources import rules_dir
 from tests.strategies import profiles
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -157,13 +155,6 @@ def test_hostile_rule_file(name, tmp_path):
 
 
 # -- properties -----------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def pathway():
-    loaded = Pathway.load(rules_dir(), seeds_dir())
-    yield loaded
-    loaded.close()
-
 
 def _mutations():
     """Ways to break a valid profile, each one a clear error."""

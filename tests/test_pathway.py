@@ -11,19 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cno_pathway.cases import load_cases
-from cno_pathway.consult import Pathway
 from cno_pathway.profile import validate_profile
-from cno_pathway.resources import rules_dir, seeds_dir
-from tests.strategies import profiles
+from tests.strategies import ESCALATION_CLASSES, profiles
 
 CASES = load_cases()
-
-
-@pytest.fixture(scope="module")
-def pathway():
-    loaded = Pathway.load(rules_dir(), seeds_dir())
-    yield loaded
-    loaded.close()
 
 
 def test_at_least_twelve_teaching_cases_with_sources():
@@ -53,10 +44,6 @@ def test_rule_base_size(pathway):
     for rule in suggesting:
         assert rule.evidence and rule.evidence.cites, rule.id
         assert {t.expect for t in rule.tests} == {"fires", "silent"}, rule.id
-
-
-ESCALATION_CLASSES = {"glucocorticoid", "csdmard", "tnf_inhibitor", "bisphosphonate", "il1_inhibitor",
-                      "il6_inhibitor", "il17_inhibitor", "il12_23_inhibitor"}
 
 
 def _check_invariants(pathway, data):

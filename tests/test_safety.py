@@ -7,26 +7,12 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cno_pathway.consult import Pathway
 from cno_pathway.profile import validate_profile
 from cno_pathway.render import render_consult
-from cno_pathway.resources import rules_dir, seeds_dir
-from tests.strategies import profiles
-
-ESCALATION = {"glucocorticoid", "csdmard", "tnf_inhibitor", "bisphosphonate", "il1_inhibitor",
-              "il6_inhibitor", "il17_inhibitor", "il12_23_inhibitor"}
-
-
-@pytest.fixture(scope="module")
-def pathway():
-    loaded = Pathway.load(rules_dir(), seeds_dir())
-    yield loaded
-    loaded.close()
-
+from tests.strategies import ESCALATION_CLASSES, profiles
 
 def check_invariants(pathway, data):
     profile = validate_profile(data, pathway.vocabulary)
@@ -52,7 +38,7 @@ def check_invariants(pathway, data):
         assert "investigate" in kinds
         first_investigate = kinds.index("investigate")
         for index, s in enumerate(consult.suggestions):
-            if s.kind in ("recommend", "consider") and s.drug_class in ESCALATION:
+            if s.kind in ("recommend", "consider") and s.drug_class in ESCALATION_CLASSES:
                 assert index > first_investigate, s.rule
     return consult
 

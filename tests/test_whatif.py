@@ -12,17 +12,8 @@ from click.testing import CliRunner
 from cno_pathway import whatif
 from cno_pathway.cases import find_case
 from cno_pathway.cli import main
-from cno_pathway.consult import Pathway
-from cno_pathway.resources import rules_dir, seeds_dir
 
 REAL = {"CNO_PATHWAY_RULES": None, "CNO_PATHWAY_SEEDS": None}
-
-
-@pytest.fixture(scope="module")
-def pathway():
-    loaded = Pathway.load(rules_dir(), seeds_dir())
-    yield loaded
-    loaded.close()
 
 
 @pytest.fixture
