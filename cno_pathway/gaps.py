@@ -18,6 +18,7 @@ from .rulebook import Rule, RuleBook
 from .vocabulary import Vocabulary
 
 _OPPOSED = {frozenset(("recommend", "avoid")): "error", frozenset(("consider", "avoid")): "warning"}
+OPPOSABLE_KINDS = frozenset(kind for pair in _OPPOSED for kind in pair)
 
 
 def same_therapy(a: str | None, b: str | None, vocabulary: Vocabulary) -> bool:

@@ -14,6 +14,7 @@ Errors make `rules lint` exit 1; warnings are shown and do not.
 from __future__ import annotations
 
 import itertools
+import json
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,13 +26,11 @@ from .evaluation import reference_evaluate
 from .evidence import EvidenceLibrary, load_library
 from .facts import derive_facts
 from .profile import validate_profile
-from .regimens import load_regimens
 from .resources import seeds_dir as default_seeds
-from .rulebook import RULEBOOK_FILE, RuleBook, _parse_meta, parse_rule_file, rule_files
+from .rulebook import RuleBook, load_rulebook
 from .ruletest import complete
 from .satisfiable import contradiction, dead_alternatives
-from .vocabulary import load_vocabulary
-from .yamlio import read_document
+from .yamlio import collector_paused, read_document
 
 LEVELS = ("error", "warning")
 
@@ -69,35 +68,37 @@ def _p(level, code, message, rule=None, *, file=None, line=None) -> Problem:
 
 # -- loading, file by file ------------------------------------------------------------------------
 
-def load_rule_base(rules_dir: Path | str) -> tuple[RuleBook | None, list[Problem]]:
+_SKIPPED_CODES = {"rules": "E101", "regimens": "E102"}
+
+
+def load_rule_base(rules_dir: Path | str, *, seeds: Path | None = None
+                   ) -> tuple[RuleBook | None, list[Problem]]:
     """Parse the rule base file by file: every schema problem becomes a lint error (E100-E102)
     instead of stopping at the first. The book holds the rules of the files that parsed; it is
     None when the vocabulary or rulebook.yaml (which every rule needs) does not parse."""
     rules_dir = Path(rules_dir)
     if not rules_dir.is_dir():
         raise RuleError("rule folder not found", file=str(rules_dir))
+    skipped: list = []
     try:
-        vocabulary = load_vocabulary(rules_dir)
-        sections, defaults, name, version, messages = _parse_meta(
-            read_document(rules_dir / RULEBOOK_FILE, error=RuleError,
-                          label=f"{rules_dir.name}/{RULEBOOK_FILE}"))
+        book = load_rulebook(rules_dir, seeds=seeds, skipped=skipped)
     except InputError as exc:
         return None, [_from_error(exc, "E100")]
-    problems: list[Problem] = []
-    rules = []
-    for path in rule_files(rules_dir):
-        try:
-            doc = read_document(path, error=RuleError, label=f"{path.parent.name}/{path.name}")
-            rules.extend(parse_rule_file(doc, vocabulary, sections))
-        except InputError as exc:
-            problems.append(_from_error(exc, "E101"))
-    book = RuleBook(rules=rules, vocabulary=vocabulary, sections=sections, test_defaults=defaults,
-                    name=name, version=version, directory=rules_dir, messages=messages)
-    try:
-        book.regimens = load_regimens(rules_dir, vocabulary)
-    except InputError as exc:
-        problems.append(_from_error(exc, "E102"))
-    return book, problems
+    return book, [_from_error(exc, _SKIPPED_CODES[what]) for what, exc in skipped]
+
+
+@dataclass
+class LintResult:
+    """What one pass over the rule base gives: the problems, and (when nothing stopped the
+    parse) the book and the evidence library, ready to compile without reading them again."""
+
+    problems: list[Problem]
+    book: RuleBook | None
+    library: EvidenceLibrary | None
+
+    @property
+    def ok(self) -> bool:
+        return self.book is not None and not any(p.level == "error" for p in self.problems)
 
 
 def lint(rules_dir: Path | str, seeds: Path | str | None = None, *,
@@ -107,12 +108,24 @@ def lint(rules_dir: Path | str, seeds: Path | str | None = None, *,
     `seeds` is the evidence library citations resolve against (default: resources.seeds_dir());
     `examples` a folder of teaching cases whose `expect:` must name live rules (not checked when
     None: another rule folder need not match the repository's cases)."""
-    book, problems = load_rule_base(rules_dir)
+    return lint_rule_base(rules_dir, seeds, examples=examples).problems
+
+
+def lint_rule_base(rules_dir: Path | str, seeds: Path | str | None = None, *,
+                   examples: Path | None = None) -> LintResult:
+    """lint(), keeping the parsed book and library: load, lint and compile read each file once."""
+    with collector_paused():
+        return _lint_rule_base(rules_dir, seeds, examples)
+
+
+def _lint_rule_base(rules_dir, seeds, examples) -> LintResult:
+    seeds = Path(seeds) if seeds else default_seeds()
+    book, problems = load_rule_base(rules_dir, seeds=seeds)
     if book is None:
-        return problems
+        return LintResult(problems, None, None)
     library = None
     try:
-        library = load_library(Path(seeds) if seeds else default_seeds())
+        library = load_library(seeds)
     except InputError as exc:
         problems.append(_from_error(exc, "E103"))
     problems += _duplicates(book)
@@ -126,7 +139,7 @@ def lint(rules_dir: Path | str, seeds: Path | str | None = None, *,
     if examples is not None:
         problems += _cases(book, examples)
     problems += _conflicts(book)
-    return sorted(set(problems), key=lambda p: p.sort_key)
+    return LintResult(sorted(set(problems), key=lambda p: p.sort_key), book, library)
 
 
 # -- checks ---------------------------------------------------------------------------------------
@@ -192,6 +205,7 @@ def _short(source: str) -> str:
 
 def _tests_present(book):
     out = []
+    invalid = _validation_memo(book.vocabulary)
     for rule in book.rules:
         kinds = {t.expect for t in rule.tests}
         if rule.suggest is not None:
@@ -204,13 +218,29 @@ def _tests_present(book):
         elif "fires" not in kinds:
             out.append(_p("error", "E222", "a staging rule needs at least one `fires` test", rule))
         for test in rule.tests:
-            try:
-                validate_profile(complete(book.test_defaults, test.profile), book.vocabulary)
-            except InputError as exc:
+            exc = invalid(complete(book.test_defaults, test.profile))
+            if exc is not None:
                 out.append(_p("error", "E223", f"invalid `{test.expect}` test profile: "
                               f"{exc.field + ': ' if exc.field else ''}{exc.message}", rule,
                               line=test.line))
     return out
+
+
+def _validation_memo(vocabulary):
+    """invalid(data) -> the ProfileError, or None; each distinct profile is validated once."""
+    seen: dict[str, InputError | None] = {}
+
+    def invalid(data):
+        key = json.dumps(data, sort_keys=True, default=str)
+        if key not in seen:
+            try:
+                validate_profile(data, vocabulary)
+                seen[key] = None
+            except InputError as exc:
+                seen[key] = exc
+        return seen[key]
+
+    return invalid
 
 
 def _always(when) -> bool:
@@ -348,14 +378,52 @@ def _cases(book, examples: Path):
     return out
 
 
+def _opposed_pairs(book):
+    """(a, b, level) for every two live suggestion rules of opposite kind for one therapy, in
+    rule-base order. Only rules of opposable kinds are paired, and only within one family (a
+    class with its drugs), so a large rule base is not compared rule by rule."""
+    from .gaps import OPPOSABLE_KINDS, opposed
+
+    vocabulary = book.vocabulary
+    families: dict[str, list] = {}
+    for index, rule in enumerate(r for r in book.active if r.suggest):
+        therapy = rule.suggest.therapy
+        if therapy and rule.suggest.kind in OPPOSABLE_KINDS:
+            family = vocabulary.class_of(therapy) or therapy
+            families.setdefault(family, []).append((index, rule))
+    pairs = []
+    for members in families.values():
+        for (i, a), (j, b) in itertools.combinations(members, 2):
+            level = opposed(a, b, vocabulary)
+            if level:
+                pairs.append((i, j, a, b, level))
+    return [(a, b, level) for _, _, a, b, level in sorted(pairs, key=lambda p: p[:2])]
+
+
+def _distinct_profiles(book, labelled):
+    """Validated profiles, one per distinct content (the first label kept): many rules share
+    test profiles, and a generated rule base may repeat one thousands of times."""
+    seen = set()
+    for label, data in labelled:
+        key = json.dumps(data, sort_keys=True, default=str)
+        if key in seen:
+            continue
+        seen.add(key)
+        try:
+            yield label, validate_profile(data, book.vocabulary)
+        except InputError:
+            continue  # reported as E223
+
+
 def _conflicts(book):
     """Opposite kinds for one therapy (or a drug and its class) that fire on one profile. The
     witness is searched among the rules' own test profiles and the gaps grid."""
-    from .gaps import grid, opposed
+    from .gaps import grid
 
-    suggesting = [r for r in book.active if r.suggest]
-    pairs = [(a, b, level) for a, b in itertools.combinations(suggesting, 2)
-             for level in [opposed(a, b, book.vocabulary)] if level]
+    # a pair whose conditions contradict each other can never fire together: no witness to seek
+    pairs = [(a, b, level) for a, b, level in _opposed_pairs(book)
+             if contradiction(All(a.line, tuple(w for w in (a.when, b.when) if w is not None)),
+                              book.vocabulary) is None]
     if not pairs:
         return []
     candidates = [(f"the {t.expect} test of {r.id} ({r.file}:{t.line})",
@@ -364,14 +432,9 @@ def _conflicts(book):
     order = {"stage": list(book.vocabulary.stages)}
     involved = {r.id for a, b, _ in pairs for r in (a, b)}
     rules = [r for r in book.active if r.is_staging or r.id in involved]
-    fired_sets = []
-    for label, data in candidates:
-        try:
-            profile = validate_profile(data, book.vocabulary)
-        except InputError:
-            continue  # reported as E223
-        facts = derive_facts(profile, book.vocabulary)
-        fired_sets.append((label, reference_evaluate(rules, facts, order).fired_set))
+    fired_sets = [(label, reference_evaluate(rules, derive_facts(profile, book.vocabulary),
+                                             order).fired_set)
+                  for label, profile in _distinct_profiles(book, candidates)]
     out = []
     for a, b, level in pairs:
         witness = next((label for label, fired in fired_sets if a.id in fired and b.id in fired), None)

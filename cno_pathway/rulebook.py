@@ -17,7 +17,7 @@ from typing import Any
 
 from .conditions import (LIST_TESTS, OPERATORS, PRESENCE, All, Any_, Compare,
                          Condition, Has, Not, Presence)
-from .errors import RuleError
+from .errors import InputError, RuleError
 from .facts import FACT_SCHEMA
 from .vocabulary import Vocabulary, load_vocabulary
 from .yamlio import Document, read_document
@@ -144,24 +144,41 @@ def content_digest(*directories: Path) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def load_rulebook(directory: Path, *, seeds: Path | None = None) -> RuleBook:
+def load_rulebook(directory: Path, *, seeds: Path | None = None,
+                  skipped: list[tuple[str, InputError]] | None = None) -> RuleBook:
+    """Parse the rule folder into a RuleBook; the first problem raises a RuleError.
+
+    With `skipped` (lint's way), a rule file or regimens.yaml that does not parse is recorded
+    there as ("rules" or "regimens", error) and left out, so every broken file is reported in
+    one run. The vocabulary and rulebook.yaml, which every rule needs, always raise."""
     directory = Path(directory)
     if not directory.is_dir():
         raise RuleError("rule folder not found", file=str(directory))
     vocabulary = load_vocabulary(directory)
-    meta = read_document(directory / RULEBOOK_FILE, error=RuleError)
+    meta = read_document(directory / RULEBOOK_FILE, error=RuleError,
+                         label=_label(directory / RULEBOOK_FILE))
     sections, test_defaults, name, version, messages = _parse_meta(meta)
     rules: list[Rule] = []
     for path in rule_files(directory):
-        doc = read_document(path, error=RuleError, label=_label(path))
-        rules.extend(parse_rule_file(doc, vocabulary, sections))
+        try:
+            doc = read_document(path, error=RuleError, label=_label(path))
+            rules.extend(parse_rule_file(doc, vocabulary, sections))
+        except InputError as exc:
+            if skipped is None:
+                raise
+            skipped.append(("rules", exc))
     book = RuleBook(rules=rules, vocabulary=vocabulary, sections=sections,
                     test_defaults=test_defaults, name=name, version=version, directory=directory,
                     messages=messages)
     book.digest = content_digest(*(d for d in (directory, seeds) if d is not None))
     from .regimens import load_regimens  # regimens depend on the rulebook's vocabulary
 
-    book.regimens = load_regimens(directory, vocabulary)
+    try:
+        book.regimens = load_regimens(directory, vocabulary)
+    except InputError as exc:
+        if skipped is None:
+            raise
+        skipped.append(("regimens", exc))
     return book
 
 

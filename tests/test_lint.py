@@ -116,6 +116,25 @@ def test_a_conflict_is_reported_at_both_rules_with_its_witness(tmp_path):
     assert "both fire on the fires test of CNO-STAGE-NAIVE (rules/10-fixture.yaml:10)" in naproxen.message
 
 
+def test_a_pair_that_can_never_fire_together_needs_no_witness_search(tmp_path, monkeypatch):
+    """Opposite kinds under contradictory conditions (vertebral vs not vertebral) are proved
+    apart by the satisfiability check: no profile is evaluated to look for a witness."""
+    import cno_pathway.lint as lint_module
+
+    rules, seeds, _, _ = build(tmp_path, "opposite-kinds")
+    path = rules / "50-opposite.yaml"
+    path.write_text(path.read_text().replace(
+        "when: {has: {stage: treatment_naive}}",
+        "when: {all: [{has: {stage: treatment_naive}}, {eq: {vertebral: true}}]}").replace(
+        "fires: [{}]", "fires: [{lesions: {count: 2, sites: [vertebra]}}]"))
+
+    def no_search(*args, **kwargs):
+        raise AssertionError("the witness search ran for a pair proved never to fire together")
+
+    monkeypatch.setattr(lint_module, "reference_evaluate", no_search)
+    assert not [p for p in lint(rules, seeds) if p.code in ("E270", "W271")]
+
+
 def test_two_drugs_of_one_class_are_not_a_conflict(tmp_path):
     rules, seeds, _, _ = build(tmp_path, "opposite-kinds")
     path = rules / "50-opposite.yaml"

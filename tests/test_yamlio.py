@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import io
 import sys
+from pathlib import Path
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cno_pathway import yamlio
 from cno_pathway.errors import InputError, ProfileError, RuleError
@@ -281,3 +285,86 @@ def test_read_document_from_stdin(monkeypatch):
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"age_years: 3\n")))
     doc = read_document("-")
     assert doc.data == {"age_years": 3} and doc.source == "<stdin>"
+
+
+# -- the event builder against PyYAML's own loader ------------------------------------------------
+# yamlio builds data straight from libyaml's events (one pass, no recursion). PyYAML's
+# composer and SafeLoader are the oracle: same data, and the same line for every path as the
+# composed nodes give.
+
+_SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12),
+                     st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=12))
+_DATA = st.recursive(_SCALARS, lambda inner: st.one_of(
+    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    max_leaves=25)
+
+
+def _oracle_lines(node, path=(), lines=None) -> dict:
+    """The line map as a recursive walk over PyYAML's composed nodes gives it."""
+    lines = {} if lines is None else lines
+    lines.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node.value, list):
+        for i, item in enumerate(node.value):
+            if isinstance(item, tuple):
+                key_node, value_node = item
+                key = path + (key_node.value,)
+                lines[key] = key_node.start_mark.line + 1
+                _oracle_lines(value_node, key, lines)
+            else:
+                _oracle_lines(item, path + (i,), lines)
+    return lines
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=_DATA, flow=st.sampled_from([None, True, False]))
+def test_same_data_and_lines_as_pyyaml(data, flow):
+    text = yaml.safe_dump(data, default_flow_style=flow, allow_unicode=True)
+    if not text.strip() or "\x00" in text:
+        return  # refused before parsing, by design (tested above)
+    doc = parse_document(text, source="t.yaml")
+    assert doc.data == yaml.safe_load(text)
+    assert doc.lines == _oracle_lines(yaml.compose(text, Loader=yaml.SafeLoader))
+
+
+def test_every_file_of_the_repository_reads_as_pyyaml_reads_it():
+    root = Path(__file__).resolve().parent.parent
+    files = [p for folder in ("rules", "seeds", "examples") for p in sorted((root / folder).glob("*.yaml"))]
+    assert len(files) > 20
+    for path in files:
+        text = path.read_text(encoding="utf-8")
+        doc = parse_document(text, source=path.name)
+        expected = yaml.load(text, Loader=_DatesAsText)
+        assert doc.data == expected, path.name
+        assert doc.lines == _oracle_lines(yaml.compose(text, Loader=yaml.SafeLoader)), path.name
+
+
+class _DatesAsText(yaml.SafeLoader):
+    """yamlio keeps dates as the text written: so does the oracle."""
+
+
+_DatesAsText.add_constructor("tag:yaml.org,2002:timestamp", lambda loader, node: node.value)
+
+
+def test_aliases_anchors_and_their_lines():
+    doc = parse_document("base: &b {x: 1, y: [2, 3]}\nname: &n tibia\nother: *b\nsite: *n\n*n : 4\n",
+                         source="t.yaml")
+    assert doc.data == {"base": {"x": 1, "y": [2, 3]}, "name": "tibia", "other": {"x": 1, "y": [2, 3]},
+                        "site": "tibia", "tibia": 4}
+    assert doc.data["other"] is not doc.data["base"], "an alias is a copy, never shared state"
+    assert doc.line(("other", "y", 1)) == 3  # inside an alias: the line that uses it
+
+
+def test_an_alias_to_the_value_that_contains_it_is_refused():
+    error = _refused("a: &a\n  b: *a\n")
+    assert error.line == 2 and "contains it" in error.message
+    error = _refused("&s [1, *s]\n")
+    assert error.line == 1 and "contains it" in error.message
+
+
+def test_an_undefined_alias_names_its_line():
+    error = _refused("a: 1\nb: *nowhere\n")
+    assert error.line == 2 and "undefined alias" in error.message
+
+
+def test_a_collection_as_a_key_is_refused_even_through_an_alias():
+    assert "plain text" in _refused("a: &k [1]\n? *k\n: 2\n").message
