@@ -303,3 +303,41 @@ def test_console_script_is_the_installed_entry_point():
     script = _console_script()
     text = script.read_text(encoding="utf-8", errors="replace")
     assert "cno_pathway.cli" in text and "main" in text
+
+
+# -- the one-shot process -------------------------------------------------------------------------
+
+def test_the_console_script_pauses_the_collector_only_while_starting_up(monkeypatch):
+    """run() imports with the cyclic collector paused, but the command itself (a batch of
+    100,000 profiles, say) runs with it on; at exit what is left is frozen out of its sight."""
+    import gc
+    import types
+
+    import click
+
+    from cno_pathway import cli
+
+    seen = {}
+
+    @click.command()
+    def probe():
+        seen["enabled"] = gc.isenabled()
+        seen["frozen"] = gc.get_freeze_count()
+
+    def import_module(name):
+        seen["enabled while importing"] = gc.isenabled()
+        return types.SimpleNamespace(consult=probe)
+
+    monkeypatch.setattr(cli.importlib, "import_module", import_module)
+    monkeypatch.setattr(sys, "argv", ["cno-pathway", "consult"])
+    assert gc.isenabled()
+    try:
+        with pytest.raises(SystemExit) as exited:
+            cli.run()
+        assert exited.value.code == 0
+        assert seen["enabled while importing"] is False
+        assert seen["enabled"] is True
+        assert seen["frozen"] > 0, "start-up objects are frozen before the command runs"
+        assert gc.isenabled()
+    finally:
+        gc.unfreeze()  # this test process goes on: give the collector its objects back

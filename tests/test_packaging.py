@@ -79,7 +79,7 @@ def test_the_wheel_metadata(wheel):
     for dependency in ("pydantic", "click", "jinja2", "pyyaml"):
         assert f"requires-dist: {dependency}" in requires, dependency
     entry_points = archive.read(info.replace("METADATA", "entry_points.txt")).decode()
-    assert "cno-pathway = cno_pathway.cli:main" in entry_points
+    assert "cno-pathway = cno_pathway.cli:run" in entry_points
 
 
 FIND = """

@@ -1,0 +1,32 @@
+"""The very large hostile profiles, generated rather than stored: the hostile-input tests assert
+how each is refused, and the benchmarks time the refusals (wall time and peak memory)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+HOSTILE = Path(__file__).resolve().parent / "hostile"
+
+
+def generated_profiles() -> dict[str, tuple[bytes, list[str]]]:
+    """name -> (file content, texts the one-line refusal must contain)."""
+    head = "age_years: 12\ndiagnosis: cno\nlesions: {count: 3}\n"
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 10)}]\n" for i in range(8))
+    treatments = head + "treatments:\n" + "".join(
+        "  - {drug: naproxen, months: 1, response: none}\n" for _ in range(10_000))
+    return {
+        "alias-bomb.yaml": (bomb.encode(), ["alias-bomb.yaml", "refused"]),
+        "deep-flow.yaml": (("a: " + "[" * 100_000 + "]" * 100_000 + "\n").encode(),
+                           ["deep-flow.yaml:1", "nested"]),
+        "deep-block.yaml": ("".join("  " * i + f"k{i}:\n" for i in range(200)).encode(),
+                            ["deep-block.yaml", "nested"]),
+        "ten-thousand-treatments.yaml": (treatments.encode(), ["treatments", "1000"]),
+        "huge-file.yaml": ((head + "id: " + "x" * (21 * 1024 * 1024) + "\n").encode(),
+                           ["huge-file.yaml", "MiB"]),
+    }
+
+
+def stored_profiles() -> list[Path]:
+    """The hostile profiles kept in tests/hostile/profiles."""
+    return sorted((HOSTILE / "profiles").iterdir())
