@@ -189,28 +189,39 @@ def bench_large_rule_base(count: int):
 
 
 def bench_hostile():
-    """Every hostile profile, stored and generated, refused: the slowest refusal and the largest
-    peak memory against a normal consult in the same run (each in its own process)."""
+    """Every hostile input refused: the profiles (stored and generated) and the broken rule files
+    (each laid into a copy of the rule base, uncached, so the whole rule base is parsed before
+    the refusal). The slowest refusal and the largest peak memory of each kind, against a normal
+    consult in the same run (each in its own process)."""
     sys.path.insert(0, str(ROOT))
-    from tests.hostile_inputs import generated_profiles, stored_profiles
+    from tests.hostile_inputs import HOSTILE, generated_profiles, stored_profiles
 
+    example = str(ROOT / "examples/typical-multifocal.yaml")
     tmp = Path(tempfile.mkdtemp())
     try:
-        inputs = list(stored_profiles())
+        profiles = list(stored_profiles())
         for name, (content, _) in sorted(generated_profiles().items()):
             (tmp / name).write_bytes(content)
-            inputs.append(tmp / name)
-        normal = _measured(CLI + ["consult", str(ROOT / "examples/typical-multifocal.yaml")])
-        rows = [(path.name, *_measured(CLI + ["consult", str(path)])) for path in inputs]
+            profiles.append(tmp / name)
+        normal = _measured(CLI + ["consult", example])
+        rows = {"profiles": [(path.name, *_measured(CLI + ["consult", str(path)])) for path in profiles]}
+        rows["rule files"] = []
+        for path in sorted((HOSTILE / "rules").iterdir()):
+            rules = tmp / f"rules-{path.stem}"
+            shutil.copytree(ROOT / "rules", rules)
+            shutil.copy(path, rules / path.name)
+            rows["rule files"].append((path.name, *_measured(
+                CLI + ["consult", example, "--rules", str(rules)], env={"CNO_PATHWAY_CACHE": "off"})))
     finally:
         shutil.rmtree(tmp)
-    bad = [name for name, _, _, status in rows if status != 2]
-    slowest = max(rows, key=lambda r: r[1])
-    largest = max(rows, key=lambda r: r[2])
-    print(f"4. {len(rows)} hostile profiles: {len(rows) - len(bad)} refused with exit 2"
-          f"{' (NOT: ' + ', '.join(bad) + ')' if bad else ''}; slowest {slowest[0]} "
-          f"{slowest[1]*1000:.0f} ms ({slowest[1]/normal[0]:.2f}x a normal consult, goal < 1 s); "
-          f"largest peak memory {largest[0]} {largest[2]:.0f} MiB ({largest[2]/normal[1]:.2f}x)")
+    for kind, found in rows.items():
+        bad = [name for name, _, _, status in found if status != 2]
+        slowest = max(found, key=lambda r: r[1])
+        largest = max(found, key=lambda r: r[2])
+        print(f"4. {len(found)} hostile {kind}: {len(found) - len(bad)} refused with exit 2"
+              f"{' (NOT: ' + ', '.join(bad) + ')' if bad else ''}; slowest {slowest[0]} "
+              f"{slowest[1]*1000:.0f} ms ({slowest[1]/normal[0]:.2f}x a normal consult, goal < 1 s); "
+              f"largest peak memory {largest[0]} {largest[2]:.0f} MiB ({largest[2]/normal[1]:.2f}x)")
 
 
 # runs the command in a small process of its own: a child forked from this (large) benchmark
@@ -221,12 +232,12 @@ _MEASURE = ("import os, subprocess, sys, time; t = time.perf_counter();"
             "print(time.perf_counter() - t, usage.ru_maxrss, os.waitstatus_to_exitcode(status))")
 
 
-def _measured(command, runs: int = 3):
+def _measured(command, runs: int = 3, env: dict | None = None):
     """(best seconds, peak resident MiB, exit status) of a process run `runs` times."""
     walls, peaks, statuses = [], [], set()
     for _ in range(runs):
         out = subprocess.run([PY, "-c", _MEASURE, *command], capture_output=True, text=True,
-                             check=True).stdout.split()
+                             check=True, env=dict(os.environ, **(env or {}))).stdout.split()
         walls.append(float(out[0]))
         peaks.append(int(out[1]) / 1024)
         statuses.add(int(out[2]))
