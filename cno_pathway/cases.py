@@ -14,7 +14,7 @@ from .errors import InputError, ProfileError
 from .profile import PatientProfile, validate_profile
 from .resources import examples_dir
 from .vocabulary import Vocabulary
-from .yamlio import Document, read_document
+from .yamlio import Document, read_document, short_label
 
 CASE_KEYS = {"title", "source", "teaches", "expect", "profile"}
 
@@ -57,7 +57,7 @@ def profile_document(doc: Document) -> Document:
 
 
 def load_case(path: Path) -> Case:
-    doc = read_document(path, error=ProfileError, label=f"{path.parent.name}/{path.name}")
+    doc = read_document(path, error=ProfileError, label=short_label(path))
     data = doc.data
     if not is_case(data):
         raise InputError("a teaching case needs title, source, teaches, expect and profile",

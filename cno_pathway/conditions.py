@@ -13,6 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterator
 
+from .wording import fact_words, plain_number
+
 COMPARISONS = ("eq", "ne", "gt", "gte", "lt", "lte", "in")
 LIST_TESTS = ("has", "lacks")
 PRESENCE = ("present", "absent")
@@ -120,18 +122,12 @@ _OP_WORDS = {"eq": "is", "ne": "is not", "gt": "is above", "gte": "is at least",
              "lt": "is below", "lte": "is at most", "in": "is one of"}
 
 
-def _fact_words(fact: str) -> str:
-    return fact.replace(".", " ").replace("_", " ")
-
-
 def _value_words(value: Any, label) -> str:
     if isinstance(value, bool):
         return "yes" if value else "no"
     if isinstance(value, (tuple, list)):
         return ", ".join(_value_words(v, label) for v in value)
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return label(value) if isinstance(value, str) else str(value)
+    return label(value) if isinstance(value, str) else plain_number(value)
 
 
 def describe(cond: Condition, label=lambda v: v) -> str:
@@ -143,12 +139,12 @@ def describe(cond: Condition, label=lambda v: v) -> str:
     if isinstance(cond, Not):
         return f"not ({describe(cond.item, label)})"
     if isinstance(cond, Presence):
-        return f"{_fact_words(cond.fact)} {'is stated' if cond.op == 'present' else 'is not stated'}"
+        return f"{fact_words(cond.fact)} {'is stated' if cond.op == 'present' else 'is not stated'}"
     if isinstance(cond, Has):
         verb = "include" if cond.op == "has" else "exclude"
-        return f"{_fact_words(cond.fact)} {verb} {_value_words(cond.values, label)}"
+        return f"{fact_words(cond.fact)} {verb} {_value_words(cond.values, label)}"
     if isinstance(cond, Compare):
-        return f"{_fact_words(cond.fact)} {_OP_WORDS[cond.op]} {_value_words(cond.value, label)}"
+        return f"{fact_words(cond.fact)} {_OP_WORDS[cond.op]} {_value_words(cond.value, label)}"
     raise TypeError(cond)
 
 
@@ -157,11 +153,11 @@ def _actual(cond: Condition, facts: dict, label) -> str:
     if fact is None:
         return ""
     if fact not in facts:
-        return f"{_fact_words(fact)} not stated"
+        return f"{fact_words(fact)} not stated"
     value = facts[fact]
     if isinstance(value, list) and not value:
-        return f"{_fact_words(fact)}: none"
-    return f"{_fact_words(fact)}: {_value_words(value, label)}"
+        return f"{fact_words(fact)}: none"
+    return f"{fact_words(fact)}: {_value_words(value, label)}"
 
 
 def unmet(cond: Condition | None, facts: dict, label=lambda v: v) -> list[str]:

@@ -16,11 +16,12 @@ from .engine import Engine
 from .errors import RuleError
 from .evaluation import Evaluation
 from .evidence import EvidenceLibrary, load_library
-from .facts import ADULT_AGE, FACT_SCHEMA, derive_facts
+from .facts import ADULT_AGE, FACT_SCHEMA, derive_facts, not_tolerated
 from .profile import PatientProfile
 from .regimens import compute_step
 from .resources import rules_dir, seeds_dir
 from .rulebook import Rule, RuleBook, load_rulebook
+from .wording import plain_number
 
 SCHEMA = "cno-pathway/consult/1"
 KIND_ORDER = ("alert", "investigate", "recommend", "consider", "avoid", "monitor")
@@ -269,14 +270,12 @@ class Pathway:
                 or drug_class in facts.get("adverse_event_classes", ())):
             detail = "; ".join(
                 f"{t.drug}: {t.response}" + (f" ({', '.join(t.adverse_events)})" if t.adverse_events else "")
-                for t in profile.treatments if vocab.class_of(t.drug) == drug_class
-                and (t.response in ("intolerance", "adverse_event") or t.adverse_events))
+                for t in profile.treatments if vocab.class_of(t.drug) == drug_class and not_tolerated(t))
             notes.append(book.messages.get("history_intolerance", "").format(detail=detail))
         grade = rule.evidence.grade if rule.evidence else ""
         return Suggestion(
             rule=rule.id, kind=s.kind, title=rule.title, therapy=s.therapy,
-            therapy_label=(vocab.label("procedures", s.therapy) if s.therapy in vocab.procedures
-                           else s.therapy.replace("_", " ") if s.therapy else None),
+            therapy_label=self._therapy_label(s.therapy),
             drug_class=drug_class,
             drug_class_label=vocab.drug_classes[drug_class].label if drug_class else None,
             regimen=self._regimen(s.regimen, profile),
@@ -313,12 +312,19 @@ class Pathway:
                 "weight_kg": profile.weight_kg if steps else None,
                 "where": f"{regimen.file}:{regimen.line}" if regimen.line else regimen.file}
 
+    def _therapy_label(self, therapy: str | None) -> str | None:
+        vocab = self.vocabulary
+        if therapy is None:
+            return None
+        return vocab.label("procedures", therapy) if therapy in vocab.procedures \
+            else therapy.replace("_", " ")
+
     def _label(self, kind: str, value: str | None) -> str:
         return self.vocabulary.label(kind, value) if value else ""
 
     def _summary(self, profile: PatientProfile) -> list[SummaryLine]:
         """The patient as the consult's first lines: what was given, in vocabulary labels."""
-        num = _num
+        num = plain_number
         who = [f"{num(profile.age_years)} years"]
         if profile.sex:
             who.append(profile.sex)
@@ -369,7 +375,7 @@ class Pathway:
         for t in profile.treatments:
             months = "month" if t.months == 1 else "months"
             response = self._label("responses", t.response).lower()
-            line = f"{t.drug.replace('_', ' ')}, {_num(t.months)} {months}: {response}"
+            line = f"{t.drug.replace('_', ' ')}, {plain_number(t.months)} {months}: {response}"
             if t.ongoing:
                 line += ", ongoing"
             if t.adverse_events:
@@ -395,7 +401,6 @@ class Pathway:
         steps = [s.step for s in suggestions if s.section not in ("safety", "monitoring")]
         current = max(steps) if steps else min(sec.step for sec in book.sections.values()
                                                 if sec.name != "staging")
-        vocab = self.vocabulary
         out = []
         for rule in sorted(book.active, key=lambda r: (book.sections[r.stage].step, r.priority, r.id)):
             if rule.is_staging or rule.id in fired:
@@ -407,20 +412,12 @@ class Pathway:
             out.append(NotSuggested(
                 rule=rule.id, title=rule.title, therapy=therapy, kind=rule.suggest.kind,
                 section=rule.stage, unmet=unmet(rule.when, facts, book.label),
-                therapy_label=(vocab.label("procedures", therapy) if therapy in vocab.procedures
-                               else therapy.replace("_", " ") if therapy else None),
+                therapy_label=self._therapy_label(therapy),
                 section_label=section.label, step=section.step, where=rule.where))
         scope = None if complete else [
             sec.label for sec in sorted(book.sections.values(), key=lambda s: s.step)
             if sec.step in (current, current + 1) and sec.name != "staging"]
         return out, scope
-
-
-def _num(value) -> str:
-    """12.0 -> '12', 10.5 -> '10.5' (the profile's numbers as a person writes them)."""
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def _short_reference(source) -> str:

@@ -22,7 +22,7 @@ from .profile import validate_profile
 from .resources import examples_dir
 from .rulebook import Rule, RuleBook
 from .ruletest import complete
-from .yamlio import read_document
+from .yamlio import read_document, short_label
 
 
 @dataclass
@@ -116,7 +116,7 @@ def case_profiles(directory: Path | None = None) -> tuple[list[Exercise], list[s
     out, skipped = [], []
     for path in case_paths(directory) if directory else []:
         try:
-            doc = read_document(path, error=ProfileError, label=f"{path.parent.name}/{path.name}")
+            doc = read_document(path, error=ProfileError, label=short_label(path))
         except InputError as exc:
             skipped.append(str(exc))
             continue

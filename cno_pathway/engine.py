@@ -195,11 +195,12 @@ class Engine:
                             f"{max_rules_per_ruleset - 1} staging rules in one ruleset")
         self._compiler = _Compiler()
         self._runs: dict[str, _Run] = {}
+        self._paths: dict[str, int] = {}   # rule id -> alternative paths, set by _compile_rule
         compiled = {rule.id: self._compile_rule(rule, "derive", self._staging_action(rule))
                     for rule in staging}
         compiled.update({rule.id: self._compile_rule(rule, "suggest", self._suggest_action(rule))
                          for rule in suggesting})
-        paths = {rid: _paths(d["all"][0]["m"]) for rid, d in compiled.items()}
+        paths = self._paths
         staging_paths = sum(paths[r.id] for r in staging)
         if staging_paths > MAX_ALPHA_PATHS:
             raise RuleError(f"the staging rules have {staging_paths} alternative condition paths; "
@@ -242,7 +243,8 @@ class Engine:
         parts = _flatten("$and", [_KIND, {"phase": phase}]
                          + ([expression] if expression is not None else []))
         pattern = {"$and": parts}
-        groups, paths = _groups(pattern), _paths(pattern)
+        groups = _groups(pattern)
+        paths = self._paths[rule.id] = _paths(pattern)
         if groups > MAX_GROUPS or paths > MAX_ALPHA_PATHS:
             raise RuleError(f"the condition is too complex for the rule engine ({groups} groups, "
                             f"at most {MAX_GROUPS}; {paths} alternative paths, at most "

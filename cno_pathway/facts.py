@@ -128,6 +128,11 @@ def derive_facts(profile: PatientProfile, vocabulary: Vocabulary) -> dict:
     return {name: value for name, value in facts.items() if value is not None}
 
 
+def not_tolerated(treatment) -> bool:
+    """Stopped for intolerance or an adverse event, or with an adverse event recorded."""
+    return treatment.response in ("intolerance", "adverse_event") or bool(treatment.adverse_events)
+
+
 def _in_order(values, vocabulary: Vocabulary, kind: str) -> list[str]:
     """A list fact in vocabulary order, so the same facts come out whatever order they were given in."""
     return [v for v in vocabulary.values(kind) if v in values]
@@ -170,7 +175,6 @@ def _history(profile: PatientProfile, vocabulary: Vocabulary) -> dict:
         order = vocabulary.values(FACT_SCHEMA[name].vocabulary)
         out[name] = [v for v in order if v in values]
     out["failed_class_count"] = len(out["failed_classes"])
-    out["intolerance_count"] = sum(1 for t in profile.treatments
-                                   if t.response in ("intolerance", "adverse_event") or t.adverse_events)
+    out["intolerance_count"] = sum(1 for t in profile.treatments if not_tolerated(t))
     out["treatment_count"] = len(profile.treatments)
     return out

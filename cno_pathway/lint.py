@@ -25,12 +25,12 @@ from .errors import InputError, RuleError
 from .evaluation import reference_evaluate
 from .evidence import EvidenceLibrary, load_library
 from .facts import derive_facts
-from .profile import validate_profile
+from .profile import PatientProfile, validate_profile
 from .resources import seeds_dir as default_seeds
 from .rulebook import RuleBook, load_rulebook
 from .ruletest import complete
 from .satisfiable import contradiction, dead_alternatives
-from .yamlio import collector_paused, read_document
+from .yamlio import collector_paused, read_document, short_label
 
 LEVELS = ("error", "warning")
 
@@ -131,14 +131,15 @@ def _lint_rule_base(rules_dir, seeds, examples) -> LintResult:
     problems += _duplicates(book)
     if library is not None:
         problems += _citations(book, library)
-    problems += _tests_present(book)
+    profiles = _Profiles(book.vocabulary)
+    problems += _tests_present(book, profiles)
     problems += _regimens(book, library)
     problems += _stages(book)
     problems += _never_true(book)
     problems += _capacity(book)
     if examples is not None:
         problems += _cases(book, examples)
-    problems += _conflicts(book)
+    problems += _conflicts(book, profiles)
     return LintResult(sorted(set(problems), key=lambda p: p.sort_key), book, library)
 
 
@@ -193,19 +194,12 @@ def _citations(book, library: EvidenceLibrary):
             _, missing = _resolve(library, cite)
             if missing:
                 out.append(Problem("error", "E213", f"drug class {cls.name}: adequate_trial_basis "
-                                   f"{cite!r}: {missing}", _short(book.vocabulary.source)))
+                                   f"{cite!r}: {missing}", book.vocabulary.source))
     return out
 
 
-def _short(source: str) -> str:
-    """rules/vocabulary.yaml rather than an absolute path, as every other message names files."""
-    path = Path(source)
-    return f"{path.parent.name}/{path.name}" if path.is_absolute() else source
-
-
-def _tests_present(book):
+def _tests_present(book, profiles: _Profiles):
     out = []
-    invalid = _validation_memo(book.vocabulary)
     for rule in book.rules:
         kinds = {t.expect for t in rule.tests}
         if rule.suggest is not None:
@@ -218,7 +212,7 @@ def _tests_present(book):
         elif "fires" not in kinds:
             out.append(_p("error", "E222", "a staging rule needs at least one `fires` test", rule))
         for test in rule.tests:
-            exc = invalid(complete(book.test_defaults, test.profile))
+            _, _, exc = profiles.check(complete(book.test_defaults, test.profile))
             if exc is not None:
                 out.append(_p("error", "E223", f"invalid `{test.expect}` test profile: "
                               f"{exc.field + ': ' if exc.field else ''}{exc.message}", rule,
@@ -226,21 +220,24 @@ def _tests_present(book):
     return out
 
 
-def _validation_memo(vocabulary):
-    """invalid(data) -> the ProfileError, or None; each distinct profile is validated once."""
-    seen: dict[str, InputError | None] = {}
+class _Profiles:
+    """Test profiles validated once per distinct content: many rules share test profiles (a
+    generated rule base repeats one thousands of times), and lint reads them twice, for E223
+    and as witnesses of the conflict search."""
 
-    def invalid(data):
+    def __init__(self, vocabulary):
+        self.vocabulary = vocabulary
+        self._seen: dict[str, tuple] = {}
+
+    def check(self, data) -> tuple[str, PatientProfile | None, InputError | None]:
+        """(content key, the profile or None, the ProfileError or None)."""
         key = json.dumps(data, sort_keys=True, default=str)
-        if key not in seen:
+        if key not in self._seen:
             try:
-                validate_profile(data, vocabulary)
-                seen[key] = None
+                self._seen[key] = (validate_profile(data, self.vocabulary), None)
             except InputError as exc:
-                seen[key] = exc
-        return seen[key]
-
-    return invalid
+                self._seen[key] = (None, exc)
+        return (key, *self._seen[key])
 
 
 def _always(when) -> bool:
@@ -361,7 +358,7 @@ def _cases(book, examples: Path):
     out = []
     for path in case_paths(Path(examples)):
         try:
-            doc = read_document(path, label=f"{path.parent.name}/{path.name}")
+            doc = read_document(path, label=short_label(path))
         except InputError as exc:
             out.append(_from_error(exc, "E280"))
             continue
@@ -400,22 +397,7 @@ def _opposed_pairs(book):
     return [(a, b, level) for _, _, a, b, level in sorted(pairs, key=lambda p: p[:2])]
 
 
-def _distinct_profiles(book, labelled):
-    """Validated profiles, one per distinct content (the first label kept): many rules share
-    test profiles, and a generated rule base may repeat one thousands of times."""
-    seen = set()
-    for label, data in labelled:
-        key = json.dumps(data, sort_keys=True, default=str)
-        if key in seen:
-            continue
-        seen.add(key)
-        try:
-            yield label, validate_profile(data, book.vocabulary)
-        except InputError:
-            continue  # reported as E223
-
-
-def _conflicts(book):
+def _conflicts(book, profiles: _Profiles):
     """Opposite kinds for one therapy (or a drug and its class) that fire on one profile. The
     witness is searched among the rules' own test profiles and the gaps grid."""
     from .gaps import grid
@@ -432,9 +414,14 @@ def _conflicts(book):
     order = {"stage": list(book.vocabulary.stages)}
     involved = {r.id for a, b, _ in pairs for r in (a, b)}
     rules = [r for r in book.active if r.is_staging or r.id in involved]
-    fired_sets = [(label, reference_evaluate(rules, derive_facts(profile, book.vocabulary),
-                                             order).fired_set)
-                  for label, profile in _distinct_profiles(book, candidates)]
+    fired_sets, seen = [], set()
+    for label, data in candidates:
+        key, profile, _ = profiles.check(data)
+        if profile is None or key in seen:
+            continue  # an invalid profile is reported as E223; a repeated one was evaluated
+        seen.add(key)
+        facts = derive_facts(profile, book.vocabulary)
+        fired_sets.append((label, reference_evaluate(rules, facts, order).fired_set))
     out = []
     for a, b, level in pairs:
         witness = next((label for label, fired in fired_sets if a.id in fired and b.id in fired), None)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .errors import RuleError
 from .vocabulary import Vocabulary
-from .yamlio import read_document
+from .yamlio import read_document, short_label
 
 UNITS = ("mg/kg",)
 MAX_UNITS = ("mg",)
@@ -58,7 +58,7 @@ def load_regimens(rules_dir: Path, vocabulary: Vocabulary) -> Regimens:
     path = Path(rules_dir) / "regimens.yaml"
     if not path.exists():
         return Regimens({}, "")
-    doc = read_document(path, error=RuleError, label=f"{path.parent.name}/{path.name}")
+    doc = read_document(path, error=RuleError, label=short_label(path))
 
     def fail(message, p, rid=None):
         raise RuleError(message, file=doc.source, line=doc.line(p), field=rid and f"regimen {rid}")

@@ -19,6 +19,7 @@ import textwrap
 import jinja2
 
 from .resources import templates_dir
+from .wording import plain_number
 
 _TEMPLATES = {"text": "consult.txt.j2", "markdown": "consult.md.j2", "html": "consult.html.j2"}
 _ANSI = {"alert": "1;31", "investigate": "1;33", "recommend": "1;32", "consider": "1;36",
@@ -58,7 +59,7 @@ def environment(autoescape: bool) -> jinja2.Environment:
                              keep_trailing_newline=True, undefined=jinja2.StrictUndefined,
                              bytecode_cache=_bytecode_cache())
     env.filters["wrap"] = _wrap
-    env.filters["number"] = _number
+    env.filters["number"] = plain_number
     env.filters["span"] = _span
     env.filters["plain"] = _plain
     env.filters["md"] = _markdown
@@ -86,16 +87,10 @@ def _wrap(text: str, indent: int = 0, first: int | None = None, width: int = WID
                          break_long_words=False)
 
 
-def _number(value) -> str:
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
 def _span(pair) -> str:
     """[10.0, 15.0] -> '10-15'; [2.0, 2.0] -> '2' (a dose range as the source gives it)."""
     low, high = pair
-    return _number(low) if low == high else f"{_number(low)}-{_number(high)}"
+    return plain_number(low) if low == high else f"{plain_number(low)}-{plain_number(high)}"
 
 
 def _plain(text) -> str:
@@ -132,7 +127,7 @@ def _show(value) -> str:
         return "no"
     if isinstance(value, (list, tuple)):
         return ", ".join(_show(v) for v in value) if value else "none"
-    return _number(value)
+    return plain_number(value)
 
 
 def _rule_line(text: str, fill: str = "=", width: int = WIDTH) -> str:

@@ -20,7 +20,7 @@ from .conditions import (LIST_TESTS, OPERATORS, PRESENCE, All, Any_, Compare,
 from .errors import InputError, RuleError
 from .facts import FACT_SCHEMA
 from .vocabulary import Vocabulary, load_vocabulary
-from .yamlio import Document, read_document
+from .yamlio import Document, read_document, short_label
 
 RULEBOOK_FILE = "rulebook.yaml"
 REGIMENS_FILE = "regimens.yaml"
@@ -156,12 +156,12 @@ def load_rulebook(directory: Path, *, seeds: Path | None = None,
         raise RuleError("rule folder not found", file=str(directory))
     vocabulary = load_vocabulary(directory)
     meta = read_document(directory / RULEBOOK_FILE, error=RuleError,
-                         label=_label(directory / RULEBOOK_FILE))
+                         label=short_label(directory / RULEBOOK_FILE))
     sections, test_defaults, name, version, messages = _parse_meta(meta)
     rules: list[Rule] = []
     for path in rule_files(directory):
         try:
-            doc = read_document(path, error=RuleError, label=_label(path))
+            doc = read_document(path, error=RuleError, label=short_label(path))
             rules.extend(parse_rule_file(doc, vocabulary, sections))
         except InputError as exc:
             if skipped is None:
@@ -180,11 +180,6 @@ def load_rulebook(directory: Path, *, seeds: Path | None = None,
             raise
         skipped.append(("regimens", exc))
     return book
-
-
-def _label(path: Path) -> str:
-    """A short file name for messages: rules/20-first-line.yaml rather than an absolute path."""
-    return f"{path.parent.name}/{path.name}"
 
 
 def _parse_meta(doc: Document):

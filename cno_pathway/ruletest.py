@@ -18,25 +18,19 @@ from .errors import ProfileError
 from .facts import derive_facts
 from .profile import validate_profile
 from .rulebook import Rule, RuleBook, RuleTest
+from .wording import fact_words, plain_number
+from .yamlio import plain_copy
 
 
 def complete(defaults: dict, partial: dict) -> dict:
     """Deep-merge a partial test profile over the defaults: mappings merge, lists replace.
     Both are plain YAML data, so a copy of dicts and lists is a deep copy (and 5x cheaper)."""
-    out = {key: None if key in partial else _copy(value) for key, value in defaults.items()}
+    out = {key: None if key in partial else plain_copy(value) for key, value in defaults.items()}
     for key, value in partial.items():
         base = defaults.get(key)
         out[key] = complete(base, value) if isinstance(value, dict) and isinstance(base, dict) \
-            else _copy(value)
+            else plain_copy(value)
     return out
-
-
-def _copy(value):
-    if isinstance(value, dict):
-        return {k: _copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_copy(v) for v in value]
-    return value
 
 
 def held(cond: Condition | None, facts: dict, label=lambda v: v) -> list[str]:
@@ -63,9 +57,9 @@ def _actual(fact: str, facts: dict, label) -> str:
         value = ", ".join(label(v) for v in value) or "none"
     elif isinstance(value, bool):
         value = "yes" if value else "no"
-    elif isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return f"{fact.replace('.', ' ').replace('_', ' ')}: {value}"
+    else:
+        value = plain_number(value)
+    return f"{fact_words(fact)}: {value}"
 
 
 def why_not_staged(book: RuleBook, rule: Rule, facts: dict) -> list[str]:

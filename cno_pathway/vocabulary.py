@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import RuleError
-from .yamlio import Document, read_document
+from .yamlio import Document, read_document, short_label
 
 VOCABULARY_FILE = "vocabulary.yaml"
 
@@ -111,7 +111,7 @@ class Vocabulary:
 
 def load_vocabulary(rules_dir: Path) -> Vocabulary:
     path = Path(rules_dir) / VOCABULARY_FILE
-    doc = read_document(path, error=RuleError, label=f"{path.parent.name}/{path.name}")
+    doc = read_document(path, error=RuleError, label=short_label(path))
     return vocabulary_from_document(doc)
 
 

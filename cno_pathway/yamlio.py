@@ -197,7 +197,7 @@ class _EventBuilder:
                       event.start_mark)
         value, size = anchored
         self._counted(size, event.start_mark)
-        return _plain_copy(value)
+        return plain_copy(value)
 
     def _value(self):
         """The value whose first event the loader holds next, built with an explicit stack."""
@@ -284,10 +284,18 @@ _MERGE = "tag:yaml.org,2002:merge"
 _CONSTRUCT = {tag: yaml.SafeLoader.yaml_constructors[tag] for tag in _PLAIN_TAGS}
 
 
-def _plain_copy(value):
-    """A deep copy of plain data (an alias expands into its own copy, as PyYAML would)."""
+def plain_copy(value):
+    """A deep copy of plain data (dicts, lists, scalars): an alias expands into its own copy, as
+    PyYAML would, and a test profile completed from defaults shares nothing with them."""
     if isinstance(value, dict):
-        return {k: _plain_copy(v) for k, v in value.items()}
+        return {k: plain_copy(v) for k, v in value.items()}
     if isinstance(value, list):
-        return [_plain_copy(v) for v in value]
+        return [plain_copy(v) for v in value]
     return value
+
+
+def short_label(path: Path) -> str:
+    """rules/20-first-line.yaml rather than an absolute path: how messages name the project's
+    own files (a user's profile keeps the path they gave)."""
+    path = Path(path)
+    return f"{path.parent.name}/{path.name}"
