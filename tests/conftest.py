@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from cno_pathway.consult import Pathway
-from cno_pathway.facts import FACT_SCHEMA, derive_facts
-from cno_pathway.profile import validate_profile
-from cno_pathway.rulebook import load_rulebook, parse_rule_file
-from cno_pathway.vocabulary import load_vocabulary
+from cno_pathway.consult.consult import Pathway
+from cno_pathway.patient.facts import FACT_SCHEMA, derive_facts
+from cno_pathway.patient.profile import validate_profile
+from cno_pathway.knowledge.rulebook import load_rulebook, parse_rule_file
+from cno_pathway.knowledge.vocabulary import load_vocabulary
 from cno_pathway.yamlio import parse_document
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -331,8 +331,8 @@ def engine_cost(when: dict, vocab) -> tuple[int, int]:
     """(alternative paths, $and/$or groups) of a condition once compiled for the engine: the
     engine refuses a rule over MAX_ALPHA_PATHS or MAX_GROUPS, and the staging rules together
     must stay within MAX_ALPHA_PATHS, so generated rule bases stay within these."""
-    from cno_pathway.engine import _Compiler, _flatten, _groups, _paths
-    from cno_pathway.rulebook import _RuleParser
+    from cno_pathway.engine.durable import _Compiler, _flatten, _groups, _paths
+    from cno_pathway.knowledge.rulebook import _RuleParser
     from cno_pathway.yamlio import Document
 
     condition = _RuleParser(Document(data=None, source="generated"), vocab, {}).condition(when, ())
@@ -344,7 +344,7 @@ def engine_cost(when: dict, vocab) -> tuple[int, int]:
 
 def bounded_condition(rng: random.Random, vocab, max_paths: int) -> dict:
     """A random condition the engine accepts, with at most `max_paths` alternative paths."""
-    from cno_pathway.engine import MAX_GROUPS
+    from cno_pathway.engine.durable import MAX_GROUPS
 
     while True:
         when = random_condition(rng, vocab)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from hypothesis import strategies as st
 
-from cno_pathway.vocabulary import Vocabulary
+from cno_pathway.knowledge.vocabulary import Vocabulary
 
 # classes beyond NSAIDs: what "escalation" means in the pathway invariants
 ESCALATION_CLASSES = frozenset({"glucocorticoid", "csdmard", "tnf_inhibitor", "bisphosphonate",

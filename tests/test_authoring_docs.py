@@ -3,7 +3,7 @@ cannot drift from the code."""
 
 from pathlib import Path
 
-from cno_pathway.facts import FACT_SCHEMA
+from cno_pathway.patient.facts import FACT_SCHEMA
 
 README = Path(__file__).resolve().parent.parent / "rules" / "README.md"
 

@@ -6,7 +6,7 @@ import json
 
 from click.testing import CliRunner
 
-from cno_pathway.batch import BatchResult, run_batch
+from cno_pathway.consult.batch import BatchResult, run_batch
 from cno_pathway.cli import main
 
 GOOD = '{"id": "a", "age_years": 10, "diagnosis": "cno", "lesions": {"count": 3}}'

@@ -7,8 +7,8 @@ import json
 import shutil
 from pathlib import Path
 
-from cno_pathway.consult import Pathway
-from cno_pathway.profile import validate_profile
+from cno_pathway.consult.consult import Pathway
+from cno_pathway.patient.profile import validate_profile
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILE = {"age_years": 11, "weight_kg": 36, "diagnosis": "cno",

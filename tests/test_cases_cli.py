@@ -8,7 +8,7 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from cno_pathway.cases import load_cases
+from cno_pathway.teaching.cases import load_cases
 from cno_pathway.cli import main
 
 REAL = {"CNO_PATHWAY_RULES": None, "CNO_PATHWAY_SEEDS": None}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cno_pathway.conditions import (All, Any_, Compare, Has, Not, Presence, describe, evaluate,
+from cno_pathway.knowledge.conditions import (All, Any_, Compare, Has, Not, Presence, describe, evaluate,
                                     leaves, unmet, walk)
 
 FACTS = {

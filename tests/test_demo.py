@@ -12,11 +12,11 @@ from types import SimpleNamespace
 import pytest
 from click.testing import CliRunner
 
-from cno_pathway import changes
-from cno_pathway.cases import find_case
+from cno_pathway.teaching import changes
+from cno_pathway.teaching.cases import find_case
 from cno_pathway.cli import main
 from cno_pathway.commands import teaching
-from cno_pathway.demo import replay
+from cno_pathway.teaching.demo import replay
 
 SNAPSHOTS = Path(__file__).resolve().parent / "snapshots" / "demo"
 SNAPSHOT_CASES = ["steroid-relapse", "anakinra-cohort", "tnf-psoriasis", "nsaid-too-short"]

@@ -14,10 +14,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from cno_pathway import diagram
-from cno_pathway.cases import find_case
+from cno_pathway.teaching import diagram
+from cno_pathway.teaching.cases import find_case
 from cno_pathway.cli import main
-from cno_pathway.rulebook import load_rulebook
+from cno_pathway.knowledge.rulebook import load_rulebook
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT / "rules"

@@ -18,10 +18,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cno_pathway.engine import MAX_ALPHA_PATHS, MAX_GROUPS, Engine
-from cno_pathway.evaluation import reference_evaluate
-from cno_pathway.facts import FACT_SCHEMA, derive_facts
-from cno_pathway.profile import validate_profile
+from cno_pathway.engine.durable import MAX_ALPHA_PATHS, MAX_GROUPS, Engine
+from cno_pathway.engine.evaluation import reference_evaluate
+from cno_pathway.patient.facts import FACT_SCHEMA, derive_facts
+from cno_pathway.patient.profile import validate_profile
 
 SETTINGS = settings(max_examples=300, deadline=None, derandomize=False,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

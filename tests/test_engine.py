@@ -18,13 +18,13 @@ import threading
 import durable.engine as durable
 import pytest
 
-from cno_pathway.engine import (MAX_ALPHA_PATHS, MAX_GROUPS, MAX_RULES_PER_RULESET, Engine,
+from cno_pathway.engine.durable import (MAX_ALPHA_PATHS, MAX_GROUPS, MAX_RULES_PER_RULESET, Engine,
                                 QuietHost)
 from cno_pathway.errors import EngineError, RuleError
-from cno_pathway.evaluation import reference_evaluate
-from cno_pathway.facts import FACT_SCHEMA, derive_facts
-from cno_pathway.profile import validate_profile
-from cno_pathway.rulebook import MAX_PRIORITY, load_rulebook
+from cno_pathway.engine.evaluation import reference_evaluate
+from cno_pathway.patient.facts import FACT_SCHEMA, derive_facts
+from cno_pathway.patient.profile import validate_profile
+from cno_pathway.knowledge.rulebook import MAX_PRIORITY, load_rulebook
 
 # A Host without the dispatch timer threads, written against durable.engine directly: the
 # threads would race the main thread inside the (not thread-safe) extension.
@@ -143,10 +143,10 @@ def test_absent_only_conditions_fire_once_and_return(run_python, write_rules, ru
     ], keep_fixture=False)
     result = run_python(textwrap.dedent(f"""
         import json
-        from cno_pathway.engine import Engine
-        from cno_pathway.facts import derive_facts
-        from cno_pathway.profile import validate_profile
-        from cno_pathway.rulebook import load_rulebook
+        from cno_pathway.engine.durable import Engine
+        from cno_pathway.patient.facts import derive_facts
+        from cno_pathway.patient.profile import validate_profile
+        from cno_pathway.knowledge.rulebook import load_rulebook
         book = load_rulebook({str(directory)!r})
         engine = Engine(book.active, {{"stage": list(book.vocabulary.stages)}})
         out = []
@@ -207,10 +207,10 @@ def test_a_profile_no_rule_matches_evaluates_cleanly(run_python, write_rules, ru
                              for i in range(6)], keep_fixture=False)
     result = run_python(textwrap.dedent(f"""
         import json
-        from cno_pathway.engine import Engine
-        from cno_pathway.facts import derive_facts
-        from cno_pathway.profile import validate_profile
-        from cno_pathway.rulebook import load_rulebook
+        from cno_pathway.engine.durable import Engine
+        from cno_pathway.patient.facts import derive_facts
+        from cno_pathway.patient.profile import validate_profile
+        from cno_pathway.knowledge.rulebook import load_rulebook
         book = load_rulebook({str(directory)!r})
         facts = derive_facts(validate_profile({{"age_years": 9, "diagnosis": "cno",
                                                 "lesions": {{"count": 1}}}}, book.vocabulary),
@@ -510,11 +510,11 @@ def test_a_thousand_generated_rules_compile_and_fire_like_the_reference(run_pyth
         sys.path.insert(0, "tests")
         import yaml
         from conftest import FIXTURE_RULES, random_profile_data, random_rule_base
-        from cno_pathway.engine import Engine, MAX_ALPHA_PATHS, _paths
-        from cno_pathway.evaluation import reference_evaluate
-        from cno_pathway.facts import derive_facts
-        from cno_pathway.profile import validate_profile
-        from cno_pathway.rulebook import load_rulebook, parse_rule_file
+        from cno_pathway.engine.durable import Engine, MAX_ALPHA_PATHS, _paths
+        from cno_pathway.engine.evaluation import reference_evaluate
+        from cno_pathway.patient.facts import derive_facts
+        from cno_pathway.patient.profile import validate_profile
+        from cno_pathway.knowledge.rulebook import load_rulebook, parse_rule_file
         from cno_pathway.yamlio import parse_document
         book = load_rulebook(FIXTURE_RULES)
         vocab = book.vocabulary

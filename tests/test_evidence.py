@@ -13,7 +13,7 @@ from click.testing import CliRunner
 
 from cno_pathway.cli import main
 from cno_pathway.errors import EvidenceError
-from cno_pathway.evidence import load_library
+from cno_pathway.knowledge.evidence import load_library
 
 ROOT = Path(__file__).resolve().parent.parent
 SEEDS = ROOT / "seeds"

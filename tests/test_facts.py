@@ -7,9 +7,9 @@ import shutil
 
 import pytest
 
-from cno_pathway.facts import FACT_SCHEMA, derive_facts
-from cno_pathway.profile import validate_profile
-from cno_pathway.vocabulary import load_vocabulary
+from cno_pathway.patient.facts import FACT_SCHEMA, derive_facts
+from cno_pathway.patient.profile import validate_profile
+from cno_pathway.knowledge.vocabulary import load_vocabulary
 
 HISTORY_LISTS = ("tried_classes", "tried_drugs", "failed_classes", "failed_drugs",
                  "too_short_classes", "responding_classes", "complete_response_classes",

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cno_pathway.errors import ProfileError
-from cno_pathway.profile import validate_profile
+from cno_pathway.patient.profile import validate_profile
 from cno_pathway.resources import rules_dir
 from tests.hostile_inputs import generated_profiles
 from tests.strategies import profiles

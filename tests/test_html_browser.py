@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from cno_pathway.profile import validate_profile
-from cno_pathway.render import render_consult
+from cno_pathway.patient.profile import validate_profile
+from cno_pathway.consult.render import render_consult
 
 HOSTILE = "<script>alert(1)</script>"
 PROFILE = {"id": HOSTILE, "age_years": 12, "weight_kg": 38, "diagnosis": "cno",

@@ -10,10 +10,10 @@ from click.testing import CliRunner
 
 from cno_pathway.cli import main
 from cno_pathway.errors import ProfileError
-from cno_pathway.facts import derive_facts
-from cno_pathway.intake import (interview, parse_tried, profile_data_from_flags, profile_from_file,
+from cno_pathway.patient.facts import derive_facts
+from cno_pathway.patient.intake import (interview, parse_tried, profile_data_from_flags, profile_from_file,
                                 profile_from_flags)
-from cno_pathway.profile import validate_profile
+from cno_pathway.patient.profile import validate_profile
 
 PROFILE_YAML = """\
 id: same-patient

@@ -14,9 +14,9 @@ import pytest
 from click.testing import CliRunner
 
 from cno_pathway.cli import main
-from cno_pathway.lint import lint, numbers_in
-from cno_pathway.rulebook import _RuleParser
-from cno_pathway.satisfiable import MAX_TERMS, contradiction, dead_alternatives
+from cno_pathway.authoring.lint import lint, numbers_in
+from cno_pathway.knowledge.rulebook import _RuleParser
+from cno_pathway.authoring.satisfiable import MAX_TERMS, contradiction, dead_alternatives
 from cno_pathway.yamlio import parse_document
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,7 +119,7 @@ def test_a_conflict_is_reported_at_both_rules_with_its_witness(tmp_path):
 def test_a_pair_that_can_never_fire_together_needs_no_witness_search(tmp_path, monkeypatch):
     """Opposite kinds under contradictory conditions (vertebral vs not vertebral) are proved
     apart by the satisfiability check: no profile is evaluated to look for a witness."""
-    import cno_pathway.lint as lint_module
+    import cno_pathway.authoring.lint as lint_module
 
     rules, seeds, _, _ = build(tmp_path, "opposite-kinds")
     path = rules / "50-opposite.yaml"

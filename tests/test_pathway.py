@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cno_pathway.cases import load_cases
-from cno_pathway.profile import validate_profile
+from cno_pathway.teaching.cases import load_cases
+from cno_pathway.patient.profile import validate_profile
 from tests.strategies import ESCALATION_CLASSES, profiles
 
 CASES = load_cases()

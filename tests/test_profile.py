@@ -9,7 +9,7 @@ import math
 import pytest
 
 from cno_pathway.errors import ProfileError
-from cno_pathway.profile import PatientProfile, field_path, validate_profile
+from cno_pathway.patient.profile import PatientProfile, field_path, validate_profile
 from cno_pathway.yamlio import parse_document
 
 README_PROFILE = """\

@@ -26,9 +26,9 @@ from click.testing import CliRunner
 
 from cno_pathway import __version__
 from cno_pathway.cli import main
-from cno_pathway.consult import KIND_ORDER, Pathway
-from cno_pathway.profile import validate_profile
-from cno_pathway.render import KIND_HEADINGS, WIDTH, render_consult
+from cno_pathway.consult.consult import KIND_ORDER, Pathway
+from cno_pathway.patient.profile import validate_profile
+from cno_pathway.consult.render import KIND_HEADINGS, WIDTH, render_consult
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_RULES = ROOT / "tests" / "fixtures" / "rules"
@@ -425,7 +425,7 @@ def test_markup_in_a_quote_stays_text(rich):
 
 
 def test_web_links_only_for_http_urls(rich_dirs, tmp_path):
-    from cno_pathway.render import _web_url
+    from cno_pathway.consult.render import _web_url
 
     assert _web_url("https://example.org/x") == "https://example.org/x"
     for bad in ("javascript:alert(1)", "data:text/html,x", "https://a b", 'https://x"onclick=1', None):

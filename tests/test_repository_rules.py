@@ -13,12 +13,12 @@ import pytest
 from click.testing import CliRunner
 
 from cno_pathway.cli import main
-from cno_pathway.coverage import coverage
-from cno_pathway.gaps import find_gaps
-from cno_pathway.lint import lint
+from cno_pathway.authoring.coverage import coverage
+from cno_pathway.authoring.gaps import find_gaps
+from cno_pathway.authoring.lint import lint
 from cno_pathway.resources import examples_dir, rules_dir, seeds_dir
-from cno_pathway.rulebook import load_rulebook
-from cno_pathway.ruletest import complete, run_rule_tests
+from cno_pathway.knowledge.rulebook import load_rulebook
+from cno_pathway.authoring.ruletest import complete, run_rule_tests
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = rules_dir()

@@ -13,8 +13,8 @@ from click.testing import CliRunner
 
 from cno_pathway.cli import main
 from cno_pathway.commands.rules import facts_table
-from cno_pathway.coverage import case_profiles, coverage
-from cno_pathway.gaps import find_gaps, grid, histories
+from cno_pathway.authoring.coverage import case_profiles, coverage
+from cno_pathway.authoring.gaps import find_gaps, grid, histories
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_RULES = ROOT / "tests" / "fixtures" / "rules"

@@ -8,12 +8,12 @@ import shutil
 
 import pytest
 
-from cno_pathway import ruletest
-from cno_pathway.conditions import Any_
-from cno_pathway.facts import derive_facts
-from cno_pathway.profile import validate_profile
-from cno_pathway.rulebook import load_rulebook
-from cno_pathway.ruletest import complete, held, run_rule_tests, why_not_staged
+from cno_pathway.authoring import ruletest
+from cno_pathway.knowledge.conditions import Any_
+from cno_pathway.patient.facts import derive_facts
+from cno_pathway.patient.profile import validate_profile
+from cno_pathway.knowledge.rulebook import load_rulebook
+from cno_pathway.authoring.ruletest import complete, held, run_rule_tests, why_not_staged
 
 
 @pytest.fixture

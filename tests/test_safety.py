@@ -10,8 +10,8 @@ import json
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cno_pathway.profile import validate_profile
-from cno_pathway.render import render_consult
+from cno_pathway.patient.profile import validate_profile
+from cno_pathway.consult.render import render_consult
 from tests.strategies import ESCALATION_CLASSES, profiles
 
 def check_invariants(pathway, data):

@@ -25,11 +25,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from cno_pathway.cases import find_case
+from cno_pathway.teaching.cases import find_case
 from cno_pathway.cli import main
-from cno_pathway.consult import Pathway
-from cno_pathway.profile import validate_profile
-from cno_pathway.render import render_consult
+from cno_pathway.consult.consult import Pathway
+from cno_pathway.patient.profile import validate_profile
+from cno_pathway.consult.render import render_consult
 from cno_pathway.resources import rules_dir, seeds_dir
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -9,8 +9,8 @@ import re
 import pytest
 from click.testing import CliRunner
 
-from cno_pathway import whatif
-from cno_pathway.cases import find_case
+from cno_pathway.teaching import whatif
+from cno_pathway.teaching.cases import find_case
 from cno_pathway.cli import main
 
 REAL = {"CNO_PATHWAY_RULES": None, "CNO_PATHWAY_SEEDS": None}

@@ -13,16 +13,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .cases import case_paths
-from .conditions import All, Any_, Condition, Not, describe, evaluate, leaves, walk
-from .errors import InputError, ProfileError
-from .evaluation import reference_evaluate
-from .facts import derive_facts
-from .profile import validate_profile
-from .resources import examples_dir
-from .rulebook import Rule, RuleBook
+from ..teaching.cases import case_paths
+from ..knowledge.conditions import All, Any_, Condition, Not, describe, evaluate, leaves, walk
+from ..errors import InputError, ProfileError
+from ..engine.evaluation import reference_evaluate
+from ..patient.facts import derive_facts
+from ..patient.profile import validate_profile
+from ..resources import examples_dir
+from ..knowledge.rulebook import Rule, RuleBook
 from .ruletest import complete
-from .yamlio import read_document, short_label
+from ..yamlio import read_document, short_label
 
 
 @dataclass

@@ -11,11 +11,11 @@ from __future__ import annotations
 import itertools
 from dataclasses import dataclass
 
-from .evaluation import reference_evaluate
-from .facts import derive_facts
-from .profile import validate_profile
-from .rulebook import Rule, RuleBook
-from .vocabulary import Vocabulary
+from ..engine.evaluation import reference_evaluate
+from ..patient.facts import derive_facts
+from ..patient.profile import validate_profile
+from ..knowledge.rulebook import Rule, RuleBook
+from ..knowledge.vocabulary import Vocabulary
 
 _OPPOSED = {frozenset(("recommend", "avoid")): "error", frozenset(("consider", "avoid")): "warning"}
 OPPOSABLE_KINDS = frozenset(kind for pair in _OPPOSED for kind in pair)

@@ -1,6 +1,6 @@
 """`rules lint`: check a rule base the way a reviewer would, pointing at file, line and rule.
 
-Schema problems come from the parser (rulebook.py), file by file, so one broken file does not
+Schema problems come from the parser (knowledge/rulebook.py), file by file, so one broken file does not
 hide the others. Semantic checks: duplicate ids, citations that do not resolve, grades stronger
 than the cited evidence, suggestion rules without citations or tests, unknown or mismatched
 regimens and dose numbers missing from the cited passages, stages used but never derived (or
@@ -19,18 +19,18 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .conditions import All, Has, walk
-from .engine import MAX_RULES_PER_RULESET, Engine
-from .errors import InputError, RuleError
-from .evaluation import reference_evaluate
-from .evidence import EvidenceLibrary, load_library
-from .facts import derive_facts
-from .profile import PatientProfile, validate_profile
-from .resources import seeds_dir as default_seeds
-from .rulebook import RuleBook, load_rulebook
+from ..knowledge.conditions import All, Has, walk
+from ..engine.durable import MAX_RULES_PER_RULESET, Engine
+from ..errors import InputError, RuleError
+from ..engine.evaluation import reference_evaluate
+from ..knowledge.evidence import EvidenceLibrary, load_library
+from ..patient.facts import derive_facts
+from ..patient.profile import PatientProfile, validate_profile
+from ..resources import seeds_dir as default_seeds
+from ..knowledge.rulebook import RuleBook, load_rulebook
 from .ruletest import complete
 from .satisfiable import contradiction, dead_alternatives
-from .yamlio import collector_paused, read_document, short_label
+from ..yamlio import collector_paused, read_document, short_label
 
 LEVELS = ("error", "warning")
 
@@ -353,7 +353,8 @@ def _capacity(book):
 
 def _cases(book, examples: Path):
     """A teaching case whose `expect:` names a rule that is unknown or retired (still cited)."""
-    from .cases import case_paths, is_case
+    from ..patient.intake import is_case
+    from ..teaching.cases import case_paths
 
     out = []
     for path in case_paths(Path(examples)):

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .conditions import All, Any_, Condition, Has, Not, describe, evaluate, unmet, walk
-from .engine import Engine
-from .errors import ProfileError
-from .facts import derive_facts
-from .profile import validate_profile
-from .rulebook import Rule, RuleBook, RuleTest
-from .wording import fact_words, plain_number
-from .yamlio import plain_copy
+from ..knowledge.conditions import All, Any_, Condition, Has, Not, describe, evaluate, unmet, walk
+from ..engine.durable import Engine
+from ..errors import ProfileError
+from ..patient.facts import derive_facts
+from ..patient.profile import validate_profile
+from ..knowledge.rulebook import Rule, RuleBook, RuleTest
+from ..wording import fact_words, plain_number
+from ..yamlio import plain_copy
 
 
 def complete(defaults: dict, partial: dict) -> dict:

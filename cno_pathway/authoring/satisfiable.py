@@ -19,9 +19,9 @@ import operator
 from dataclasses import dataclass
 from typing import Any
 
-from .conditions import All, Any_, Compare, Condition, Has, Not, Presence, describe
-from .facts import FACT_SCHEMA
-from .vocabulary import Vocabulary
+from ..knowledge.conditions import All, Any_, Compare, Condition, Has, Not, Presence, describe
+from ..knowledge.factschema import FACT_SCHEMA
+from ..knowledge.vocabulary import Vocabulary
 
 MAX_TERMS = 4096
 

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from ..batch import BatchResult, run_batch
+from ..consult.batch import BatchResult, run_batch
 from ..errors import InputError
 from .common import load_pathway, rules_option
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ..consult import Pathway
+from ..consult.consult import Pathway
 
 FORMATS = ("text", "markdown", "html", "json")
 _EXTENSIONS = {".txt": "text", ".md": "markdown", ".markdown": "markdown", ".html": "html",

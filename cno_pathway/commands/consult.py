@@ -7,9 +7,9 @@ from pathlib import Path
 import click
 
 from ..errors import ProfileError
-from ..intake import interview, profile_data_from_flags, profile_from_file
-from ..profile import validate_profile
-from ..render import render_consult
+from ..patient.intake import interview, profile_data_from_flags, profile_from_file
+from ..patient.profile import validate_profile
+from ..consult.render import render_consult
 from .common import FORMATS, load_pathway, pick_format, rules_option, use_colour, write_output
 
 _FLAG_NAMES = ("id", "age", "sex", "weight", "onset_age", "diagnosis", "lesions", "site",

@@ -7,9 +7,9 @@ import json
 import click
 
 from ..errors import InputError
-from ..evidence import Finding, Source, load_library
+from ..knowledge.evidence import Finding, Source, load_library
 from ..resources import seeds_dir
-from ..render import _wrap
+from ..consult.render import _wrap
 
 
 @click.group()

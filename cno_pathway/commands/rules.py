@@ -15,7 +15,7 @@ import click
 
 from ..errors import InputError
 from ..resources import examples_dir, rules_dir as default_rules_dir, seeds_dir as default_seeds_dir
-from ..rulebook import Rule, RuleBook, load_rulebook
+from ..knowledge.rulebook import Rule, RuleBook, load_rulebook
 
 _FORMAT = click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
                        show_default=True, help="json: for editors and other programs.")
@@ -58,8 +58,8 @@ def lint(directory, seeds, fmt):
     """Schema and semantic checks with file:line and rule id; exit 1 on errors (warnings: 0).
 
     Teaching cases (examples/) are checked too when DIR is the rule base they belong to."""
-    from ..knowledge_cache import cached
-    from ..lint import lint as run_lint, summary
+    from ..knowledge.cache import cached
+    from ..authoring.lint import lint as run_lint, summary
 
     rules_dir, seeds = _resolve(directory), Path(seeds) if seeds else default_seeds_dir()
     cases = examples_dir()
@@ -90,8 +90,8 @@ def test_rules(directory, only, fmt):
     """Run every rule's own tests through the real engine; exit 1 on any failure.
 
     An invalid rule file fails the run: every schema error is listed and no test runs."""
-    from ..lint import load_rule_base
-    from ..ruletest import run_rule_tests
+    from ..authoring.lint import load_rule_base
+    from ..authoring.ruletest import run_rule_tests
 
     book, problems = load_rule_base(_resolve(directory))
     if problems:
@@ -141,7 +141,7 @@ def test_rules(directory, only, fmt):
 def coverage(directory, fmt):
     """Which rules and condition branches the rule tests and teaching cases exercise; exit 1
     when a rule is fired by none of them."""
-    from ..coverage import coverage as run_coverage
+    from ..authoring.coverage import coverage as run_coverage
 
     report = run_coverage(_book(directory))
     if fmt == "json":
@@ -174,7 +174,7 @@ def gaps(directory, fmt):
     """A grid of profiles (lesion count, spine, red flags, diagnosis, onset, features, biopsy,
     treatment history): every profile without a suggestion and every recommend/avoid pair for one
     therapy; exit 1 when there is any."""
-    from ..gaps import find_gaps
+    from ..authoring.gaps import find_gaps
 
     report = find_gaps(_book(directory))
     if fmt == "json":
@@ -235,7 +235,7 @@ def list_rules(directory, fmt):
 @_FORMAT
 def show(rule_id, directory, fmt):
     """One rule in full: its condition in words, evidence and tests."""
-    from ..conditions import describe
+    from ..knowledge.conditions import describe
 
     book = _book(directory)
     rule = book.by_id.get(rule_id)
@@ -262,7 +262,7 @@ def show(rule_id, directory, fmt):
 
 def facts_table() -> str:
     """The facts a condition may use, as the Markdown table rules/README.md carries."""
-    from ..facts import FACT_SCHEMA
+    from ..knowledge.factschema import FACT_SCHEMA
 
     lines = ["| fact | type | meaning |", "| --- | --- | --- |"]
     for name, ftype in FACT_SCHEMA.items():
@@ -276,7 +276,7 @@ def facts_table() -> str:
               show_default=True)
 def facts(fmt):
     """The facts a rule condition may use, with type and meaning (rules/README.md's table)."""
-    from ..facts import FACT_SCHEMA
+    from ..knowledge.factschema import FACT_SCHEMA
 
     if fmt == "json":
         _json({name: {"type": t.kind, "vocabulary": t.vocabulary, "meaning": t.description,

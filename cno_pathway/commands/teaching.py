@@ -10,17 +10,17 @@ from pathlib import Path
 import click
 import yaml
 
-from .. import diagram
-from ..cases import Case, find_case, load_case, load_cases
-from ..demo import FORMATS as DEMO_FORMATS, render_demo, render_demo_parts, replay
+from ..teaching import diagram
+from ..teaching.cases import Case, find_case, load_case, load_cases
+from ..teaching.demo import FORMATS as DEMO_FORMATS, render_demo, render_demo_parts, replay
 from ..errors import InputError
-from ..evidence import load_library
-from ..intake import profile_from_file
-from ..render import _wrap, render_consult
+from ..knowledge.evidence import load_library
+from ..patient.intake import profile_from_file
+from ..consult.render import _wrap, render_consult
 from ..resources import rules_dir as resolve_rules_dir, seeds_dir
-from ..rulebook import load_rulebook
-from ..vocabulary import load_vocabulary
-from ..whatif import FORMATS as WHAT_IF_FORMATS, render_what_if, what_if
+from ..knowledge.rulebook import load_rulebook
+from ..knowledge.vocabulary import load_vocabulary
+from ..teaching.whatif import FORMATS as WHAT_IF_FORMATS, render_what_if, what_if
 from .common import FORMATS, load_pathway, pick_format, rules_option, use_colour, write_output
 
 _DIAGRAM_EXTENSIONS = {".mmd": "mermaid", ".mermaid": "mermaid", ".dot": "dot", ".gv": "dot",

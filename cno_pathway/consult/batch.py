@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from typing import IO, Iterator
 
 from .consult import Pathway
-from .errors import InputError, ProfileError
-from .profile import validate_profile
+from ..errors import InputError, ProfileError
+from ..patient.profile import validate_profile
 
 MAX_LINE_BYTES = 1024 * 1024
 

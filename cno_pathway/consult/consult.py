@@ -10,18 +10,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__
-from .conditions import unmet
-from .engine import Engine
-from .errors import RuleError
-from .evaluation import Evaluation
-from .evidence import EvidenceLibrary, load_library
-from .facts import ADULT_AGE, FACT_SCHEMA, derive_facts, not_tolerated
-from .profile import PatientProfile
-from .regimens import compute_step
-from .resources import rules_dir, seeds_dir
-from .rulebook import Rule, RuleBook, load_rulebook
-from .wording import plain_number
+from .. import __version__
+from ..knowledge.conditions import unmet
+from ..engine.durable import Engine
+from ..errors import RuleError
+from ..engine.evaluation import Evaluation
+from ..knowledge.evidence import EvidenceLibrary, load_library
+from ..patient.facts import ADULT_AGE, FACT_SCHEMA, derive_facts, not_tolerated
+from ..patient.profile import PatientProfile
+from ..knowledge.regimens import compute_step
+from ..resources import rules_dir, seeds_dir
+from ..knowledge.rulebook import Rule, RuleBook, load_rulebook
+from ..wording import plain_number
 
 SCHEMA = "cno-pathway/consult/1"
 KIND_ORDER = ("alert", "investigate", "recommend", "consider", "avoid", "monitor")
@@ -193,7 +193,7 @@ class Pathway:
     def load(cls, rules: str | Path | None = None, seeds: str | Path | None = None) -> "Pathway":
         """Parse and check the rule base and the evidence (from the knowledge cache when their
         content was parsed before), then compile the engine."""
-        from .knowledge_cache import cached
+        from ..knowledge.cache import cached
 
         rdir, sdir = Path(rules_dir(rules)), Path(seeds_dir(seeds))
 

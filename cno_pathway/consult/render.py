@@ -18,8 +18,8 @@ import textwrap
 
 import jinja2
 
-from .resources import templates_dir
-from .wording import plain_number
+from ..resources import templates_dir
+from ..wording import plain_number
 
 _TEMPLATES = {"text": "consult.txt.j2", "markdown": "consult.md.j2", "html": "consult.html.j2"}
 _ANSI = {"alert": "1;31", "investigate": "1;33", "recommend": "1;32", "consider": "1;36",
@@ -40,7 +40,7 @@ _MD_START = re.compile(r"^([-+=#]|\d{1,9}(?=[.)](\s|$)))")  # markup at the star
 def _bytecode_cache():
     """Compiled templates, kept beside the knowledge cache: compiling them dominates a one-off
     consult's rendering. jinja2 checks each template's source time before using an entry."""
-    from .knowledge_cache import cache_dir
+    from ..knowledge.cache import cache_dir
 
     where = cache_dir()
     if where is None:

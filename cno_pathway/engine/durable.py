@@ -45,11 +45,11 @@ import threading
 import durable.engine as durable
 import durable_rules_engine
 
-from .conditions import All, Any_, Compare, Condition, Has, Not, Presence
-from .errors import EngineError, RuleError
+from ..knowledge.conditions import All, Any_, Compare, Condition, Has, Not, Presence
+from ..errors import EngineError, RuleError
 from .evaluation import MAX_ROUNDS, Evaluation, add_derivation
-from .facts import FACT_SCHEMA
-from .rulebook import Rule
+from ..knowledge.factschema import FACT_SCHEMA
+from ..knowledge.rulebook import Rule
 
 MAX_RULES_PER_RULESET = 400
 MAX_ALPHA_PATHS = 60      # the engine's alpha match stack holds 64 pending nodes

@@ -1,6 +1,6 @@
 """What one evaluation of the rule base produces, and the pure-Python reference evaluator.
 
-Semantics, shared by the durable_rules adapter (engine.py) and the reference here:
+Semantics, shared by the durable_rules adapter (engine/durable.py) and the reference here:
 1. Staging rules run in rounds. In each round every staging rule that has not fired yet and whose
    condition holds on the current facts fires and adds its derived values. When a round adds
    nothing new, staging is over (facts only grow, so this ends).
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .conditions import evaluate
-from .rulebook import Rule
+from ..knowledge.conditions import evaluate
+from ..knowledge.rulebook import Rule
 
 MAX_ROUNDS = 100
 

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Callable, TypeVar
 
-from . import __version__
+from .. import __version__
 from .rulebook import content_digest
 
 T = TypeVar("T")

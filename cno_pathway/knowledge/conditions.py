@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterator
 
-from .wording import fact_words, plain_number
+from ..wording import fact_words, plain_number
 
 COMPARISONS = ("eq", "ne", "gt", "gte", "lt", "lte", "in")
 LIST_TESTS = ("has", "lacks")

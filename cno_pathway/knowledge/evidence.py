@@ -11,8 +11,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import EvidenceError
-from .yamlio import Document, read_document
+from ..errors import EvidenceError
+from ..yamlio import Document, read_document
 
 GRADING_FILE = "grading.yaml"
 POPULATIONS = ("pediatric", "adult", "mixed")

@@ -13,9 +13,9 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import RuleError
+from ..errors import RuleError
 from .vocabulary import Vocabulary
-from .yamlio import read_document, short_label
+from ..yamlio import read_document, short_label
 
 UNITS = ("mg/kg",)
 MAX_UNITS = ("mg",)

@@ -17,10 +17,10 @@ from typing import Any
 
 from .conditions import (LIST_TESTS, OPERATORS, PRESENCE, All, Any_, Compare,
                          Condition, Has, Not, Presence)
-from .errors import InputError, RuleError
-from .facts import FACT_SCHEMA
+from ..errors import InputError, RuleError
+from .factschema import FACT_SCHEMA
 from .vocabulary import Vocabulary, load_vocabulary
-from .yamlio import Document, read_document, short_label
+from ..yamlio import Document, read_document, short_label
 
 RULEBOOK_FILE = "rulebook.yaml"
 REGIMENS_FILE = "regimens.yaml"

@@ -12,8 +12,8 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import RuleError
-from .yamlio import Document, read_document, short_label
+from ..errors import RuleError
+from ..yamlio import Document, read_document, short_label
 
 VOCABULARY_FILE = "vocabulary.yaml"
 

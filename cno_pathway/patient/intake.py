@@ -9,19 +9,42 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from .errors import ProfileError
+from ..errors import ProfileError
 from .profile import PatientProfile, validate_profile
-from .vocabulary import Vocabulary
-from .yamlio import read_document
+from ..knowledge.vocabulary import Vocabulary
+from ..yamlio import Document, read_document
 
 ACTIVITY = ("pain", "swelling", "functional_impairment", "active_lesions_on_mri", "new_lesions")
 _YES = {"yes": True, "true": True, "y": True, "1": True, "no": False, "false": False, "n": False, "0": False}
 
 
+# A teaching case file (examples/*.yaml, see teaching/cases.py) holds a profile under `profile`
+# beside what it teaches; every profile route reads such a file as its profile part.
+CASE_KEYS = {"title", "source", "teaches", "expect", "profile"}
+
+
+class CaseView(Document):
+    """A view of a document's sub-mapping that keeps the original line numbers."""
+
+    def __init__(self, doc: Document, key: str):
+        super().__init__(data=doc.data[key], source=doc.source, lines=doc.lines)
+        self.prefix = (key,)
+
+    def line(self, path):
+        return super().line(self.prefix + tuple(path))
+
+
+def is_case(data) -> bool:
+    return isinstance(data, dict) and "profile" in data and set(data) <= CASE_KEYS
+
+
+def profile_document(doc: Document) -> Document:
+    """The profile part of a document: the whole document, or a case file's `profile`."""
+    return CaseView(doc, "profile") if is_case(doc.data) else doc
+
+
 def profile_from_file(path: str | Path, vocabulary: Vocabulary) -> PatientProfile:
     """A profile file, or a teaching case file (its `profile` part)."""
-    from .cases import profile_document
-
     doc = profile_document(read_document(path, error=ProfileError))
     return validate_profile(doc.data, vocabulary, document=doc)
 

@@ -15,9 +15,9 @@ from typing import Annotated, Any
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo,
                       field_validator, model_validator)
 
-from .errors import ProfileError
-from .vocabulary import Vocabulary
-from .yamlio import Document
+from ..errors import ProfileError
+from ..knowledge.vocabulary import Vocabulary
+from ..yamlio import Document
 
 _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 

@@ -10,14 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InputError, ProfileError
-from .profile import PatientProfile, validate_profile
-from .resources import examples_dir
-from .vocabulary import Vocabulary
-from .yamlio import Document, read_document, short_label
-
-CASE_KEYS = {"title", "source", "teaches", "expect", "profile"}
-
+from ..errors import InputError, ProfileError
+from ..patient.profile import PatientProfile, validate_profile
+from ..resources import examples_dir
+from ..knowledge.vocabulary import Vocabulary
+from ..patient.intake import CaseView, is_case
+from ..yamlio import Document, read_document, short_label
 
 @dataclass
 class Case:
@@ -32,28 +30,8 @@ class Case:
     path: Path
 
     def profile(self, vocabulary: Vocabulary) -> PatientProfile:
-        return validate_profile(self.profile_data, vocabulary, document=_Sub(self.document, "profile"),
+        return validate_profile(self.profile_data, vocabulary, document=CaseView(self.document, "profile"),
                                 source=self.document.source)
-
-
-class _Sub(Document):
-    """A view of a document's sub-mapping that keeps the original line numbers."""
-
-    def __init__(self, doc: Document, key: str):
-        super().__init__(data=doc.data[key], source=doc.source, lines=doc.lines)
-        self.prefix = (key,)
-
-    def line(self, path):
-        return super().line(self.prefix + tuple(path))
-
-
-def is_case(data) -> bool:
-    return isinstance(data, dict) and "profile" in data and set(data) <= CASE_KEYS
-
-
-def profile_document(doc: Document) -> Document:
-    """The profile part of a document: the whole document, or a case file's `profile`."""
-    return _Sub(doc, "profile") if is_case(doc.data) else doc
 
 
 def load_case(path: Path) -> Case:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .consult import Consult, Suggestion
+from ..consult.consult import Consult, Suggestion
 
 NEW, DROPPED, CHANGED, SAME = "new", "dropped", "changed", "same"
 MARKS = {NEW: "+", DROPPED: "-", CHANGED: "~", SAME: " "}

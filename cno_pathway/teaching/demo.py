@@ -11,10 +11,10 @@ from dataclasses import dataclass
 
 from .cases import Case
 from .changes import Changes, compare
-from .consult import Consult, Pathway
-from .errors import ProfileError
-from .profile import PatientProfile, Treatment, validate_profile
-from .render import render_template
+from ..consult.consult import Consult, Pathway
+from ..errors import ProfileError
+from ..patient.profile import PatientProfile, Treatment, validate_profile
+from ..consult.render import render_template
 
 FORMATS = ("text", "markdown", "html")
 

@@ -27,12 +27,12 @@ import subprocess
 import textwrap
 from dataclasses import dataclass, field
 
-from .conditions import All, Any_, Condition, Has, Not
-from .errors import InputError
-from .evaluation import Evaluation, reference_evaluate
-from .facts import derive_facts
-from .profile import PatientProfile
-from .rulebook import Rule, RuleBook
+from ..knowledge.conditions import All, Any_, Condition, Has, Not
+from ..errors import InputError
+from ..engine.evaluation import Evaluation, reference_evaluate
+from ..patient.facts import derive_facts
+from ..patient.profile import PatientProfile
+from ..knowledge.rulebook import Rule, RuleBook
 
 FORMATS = ("mermaid", "dot", "svg")
 GATE_STEP = 0

@@ -30,13 +30,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from .changes import Changes, compare
-from .consult import Consult, Pathway
-from .errors import InputError, ProfileError
-from .intake import ACTIVITY, parse_tried
-from .render import render_template
-from .profile import PatientProfile, validate_profile
-from .vocabulary import canonical
-from .yamlio import parse_document
+from ..consult.consult import Consult, Pathway
+from ..errors import InputError, ProfileError
+from ..patient.intake import ACTIVITY, parse_tried
+from ..consult.render import render_template
+from ..patient.profile import PatientProfile, validate_profile
+from ..knowledge.vocabulary import canonical
+from ..yamlio import parse_document
 
 SCHEMA = "cno-pathway/what-if/1"
 FORMATS = ("text", "markdown", "json")
