@@ -65,7 +65,7 @@ def bench_single(runs: int):
 
 def generated_profiles(n: int, seed: int = 7):
     """Deterministic varied profiles over the vocabulary, as JSON lines."""
-    from cno_pathway.consult import Pathway
+    from cno_pathway.consult.consult import Pathway
 
     vocab = Pathway.load().vocabulary
     rng = random.Random(seed)
@@ -96,9 +96,9 @@ def _peak_rss_of(command, stdin_path):
 
 
 def bench_batch(n: int, big: int):
-    from cno_pathway.consult import Pathway
-    from cno_pathway.facts import derive_facts
-    from cno_pathway.profile import validate_profile
+    from cno_pathway.consult.consult import Pathway
+    from cno_pathway.patient.facts import derive_facts
+    from cno_pathway.patient.profile import validate_profile
 
     pathway = Pathway.load()
     tmp = Path(tempfile.mkdtemp())
@@ -156,8 +156,8 @@ def bench_large_rule_base(count: int):
         seeds = str(ROOT / "seeds")
         # one pass: lint_rule_base reads every file once and hands the checked book to the compiler
         code = ("import time; from pathlib import Path; t=time.perf_counter();"
-                "from cno_pathway.engine import Engine; from cno_pathway.lint import lint_rule_base;"
-                "from cno_pathway.knowledge_cache import cached;"
+                "from cno_pathway.engine.durable import Engine; from cno_pathway.authoring.lint import lint_rule_base;"
+                "from cno_pathway.knowledge.cache import cached;"
                 f"r, s = Path({str(rules)!r}), Path({seeds!r});"
                 "result = cached([r, s], lambda: lint_rule_base(r, s), kind='lint-and-load');"
                 "assert result.ok, result.problems[:3];"
