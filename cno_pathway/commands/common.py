@@ -22,9 +22,18 @@ def rules_option(func):
                         help="Rule folder to use instead of the built-in rule base.")(func)
 
 
+def formulary_option(func):
+    """--formulary FILE (or CNO_PATHWAY_FORMULARY): the hospital's maximum doses."""
+    return click.option("--formulary", "formulary", type=click.Path(dir_okay=False, path_type=Path),
+                        envvar="CNO_PATHWAY_FORMULARY", show_envvar=True,
+                        help="Local formulary (YAML): per-drug maximum doses, each with its "
+                             "reference; computed doses are capped at them. Default: "
+                             "formulary.yaml beside the rules, if there is one.")(func)
+
+
 @functools.lru_cache(maxsize=4)
-def load_pathway(rules_dir: Path | None) -> Pathway:
-    return Pathway.load(rules_dir)
+def load_pathway(rules_dir: Path | None, formulary: Path | None = None) -> Pathway:
+    return Pathway.load(rules_dir, formulary=formulary)
 
 
 def pick_format(fmt: str | None, output: Path | None) -> str:

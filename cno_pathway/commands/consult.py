@@ -10,7 +10,8 @@ from ..errors import ProfileError
 from ..patient.intake import interview, profile_data_from_flags, profile_from_file
 from ..patient.profile import validate_profile
 from ..consult.render import render_consult
-from .common import FORMATS, load_pathway, pick_format, rules_option, use_colour, write_output
+from .common import (FORMATS, formulary_option, load_pathway, pick_format, rules_option,
+                     use_colour, write_output)
 
 _FLAG_NAMES = ("id", "age", "sex", "weight", "onset_age", "diagnosis", "lesions", "site",
                "vertebral_fracture", "symmetric", "imaging", "activity", "crp", "esr",
@@ -57,14 +58,16 @@ _FLAG_NAMES = ("id", "age", "sex", "weight", "onset_age", "diagnosis", "lesions"
                    "(repeat for several edits): FIELD=VALUE, FIELD+=VALUE or FIELD-=VALUE, e.g. "
                    "vertebral_fracture=true, features+=psoriasis, treatments+=etanercept:3:none.")
 @rules_option
-def consult(profile, interactive, save, fmt, output, explain, rules_dir, what_if_edits, **flags):
+@formulary_option
+def consult(profile, interactive, save, fmt, output, explain, rules_dir, what_if_edits, formulary,
+            **flags):
     """Run a consult for one patient.
 
     PROFILE is a YAML or JSON file ('-' reads standard input). Without it, describe the patient
     with flags (--age 12 --lesions 6 --diagnosis cno --site tibia --tried naproxen:4:none ...)
     or answer prompts with --interactive.
     """
-    pathway = load_pathway(rules_dir)
+    pathway = load_pathway(rules_dir, formulary)
     vocabulary = pathway.vocabulary
     given_flags = {k: v for k, v in flags.items() if v not in (None, ())}
     routes = sum([profile is not None, bool(given_flags), interactive])

@@ -21,7 +21,8 @@ from ..resources import rules_dir as resolve_rules_dir, seeds_dir
 from ..knowledge.rulebook import load_rulebook
 from ..knowledge.vocabulary import load_vocabulary
 from ..teaching.whatif import FORMATS as WHAT_IF_FORMATS, render_what_if, what_if
-from .common import FORMATS, load_pathway, pick_format, rules_option, use_colour, write_output
+from .common import (FORMATS, formulary_option, load_pathway, pick_format, rules_option,
+                     use_colour, write_output)
 
 _DIAGRAM_EXTENSIONS = {".mmd": "mermaid", ".mermaid": "mermaid", ".dot": "dot", ".gv": "dot",
                        ".svg": "svg"}
@@ -99,7 +100,8 @@ def _terminal() -> bool:
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
               help="Write to a file (format from its extension: .txt, .md, .html).")
 @rules_option
-def demo(case_name, no_pause, fmt, output, rules_dir):
+@formulary_option
+def demo(case_name, no_pause, fmt, output, rules_dir, formulary):
     """Replay a teaching case one treatment at a time.
 
     Step 1 is the patient before any treatment; each next step adds the next treatment of the
@@ -110,7 +112,7 @@ def demo(case_name, no_pause, fmt, output, rules_dir):
     fmt = pick_format(fmt, output)
     if fmt not in DEMO_FORMATS:
         raise click.UsageError(f"demo writes {', '.join(DEMO_FORMATS)}, not {fmt}")
-    pathway_ = load_pathway(rules_dir)
+    pathway_ = load_pathway(rules_dir, formulary)
     walk = replay(pathway_, _case(case_name))
     colour = use_colour(output) and fmt == "text"
     interactive = not no_pause and fmt == "text" and output is None and _terminal()
@@ -200,11 +202,12 @@ def show_case(name, fmt, rules_dir):
               help="Write the consult to a file (format from its extension).")
 @click.option("--explain", is_flag=True, help="Show every rule not suggested and why.")
 @rules_option
-def run_case(name, fmt, output, explain, rules_dir):
+@formulary_option
+def run_case(name, fmt, output, explain, rules_dir, formulary):
     """The consult of a teaching case (and a note on standard error when it differs from what
     the case expects)."""
     case = _case(name)
-    pathway_ = load_pathway(rules_dir)
+    pathway_ = load_pathway(rules_dir, formulary)
     result = pathway_.consult(case.profile(pathway_.vocabulary), explain=explain)
     fmt = pick_format(fmt, output)
     write_output(render_consult(result, fmt, colour=use_colour(output) and fmt == "text"), output)
