@@ -305,3 +305,14 @@ def test_a_regimen_without_doses_needs_no_population(tmp_path):
     regimens = load_regimens(rules, load_vocabulary(rules))
     assert regimens.get("ibuprofen-fixture").population is None
     assert regimens.get("naproxen-fixture").population == "pediatric"
+
+
+def test_a_rule_base_without_the_adult_wording_is_refused(tmp_path):
+    """The adult's consult must say something in place of the figure: its text is data."""
+    rules = _rules_copy(tmp_path, REGIMEN.format(population="  population: pediatric\n"))
+    book = rules / "rulebook.yaml"
+    text = book.read_text(encoding="utf-8")
+    book.write_text(text[:text.index("  adult_dose:")], encoding="utf-8")
+    with pytest.raises(RuleError) as caught:
+        Pathway.load(rules, FIXTURE_SEEDS)
+    assert "adult_dose, adult_dose_uncapped" in caught.value.message

@@ -19,7 +19,7 @@ from ..knowledge.evidence import EvidenceLibrary, load_library
 from ..patient.facts import ADULT_AGE, FACT_SCHEMA, derive_facts, not_tolerated
 from ..patient.profile import PatientProfile
 from ..knowledge.formulary import Formulary, find_formulary, load_formulary
-from ..knowledge.regimens import dose_plan, population_problems
+from ..knowledge.regimens import ADULT_MESSAGES, dose_plan, population_problems
 from ..resources import rules_dir, seeds_dir
 from ..knowledge.rulebook import Rule, RuleBook, load_rulebook
 from ..wording import plain_number
@@ -316,8 +316,7 @@ class Pathway:
         plan = dose_plan(regimen, profile.weight_kg, profile.age_years, self.formulary)
         if not regimen.steps:
             plan["text"] = regimen.text or self.rulebook.messages.get("no_dose", "")
-        message = {"adult": "adult_dose", "adult_uncapped": "adult_dose_uncapped"}.get(
-            plan["not_computed"])
+        message = ADULT_MESSAGES.get(plan["not_computed"])
         plan["adult_dose"] = (self.rulebook.messages.get(message, "").replace(
             "{population}", regimen.population or "") or None) if message else None
         return {"id": regimen.id, **plan,
@@ -459,6 +458,11 @@ def check_citations(rulebook: RuleBook, library: EvidenceLibrary) -> None:
             except KeyError as exc:
                 raise RuleError(f"regimen {regimen.id}: citation {cite!r}: {exc.args[0]}",
                                 file=regimen.file, line=regimen.line) from None
+    missing = [m for m in ADULT_MESSAGES.values() if not rulebook.messages.get(m)]
+    if missing and any(r.steps for r in rulebook.regimens.by_id.values()):
+        raise RuleError(f"messages lacks {', '.join(missing)}: what an adult's consult says in "
+                        "place of a dose computed from a regimen", file="rulebook.yaml",
+                        field="messages")
     for regimen, problem in population_problems(
             rulebook.regimens, lambda cite: library.resolve(cite)[0].population):
         raise RuleError(f"regimen {regimen.id}: {problem}", file=regimen.file, line=regimen.line)

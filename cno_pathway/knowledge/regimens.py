@@ -25,6 +25,8 @@ UNITS = ("mg/kg",)
 MAX_UNITS = ("mg",)
 PERIODS = ("day", "dose", "week", "infusion")
 POPULATIONS = ("pediatric", "adult", "mixed")   # as the evidence library's sources name them
+# rulebook.yaml messages an adult's consult shows instead of a figure (dose_plan's not_computed)
+ADULT_MESSAGES = {"adult": "adult_dose", "adult_uncapped": "adult_dose_uncapped"}
 _REGIMEN_KEYS = {"id", "therapy", "text", "steps", "cites", "population"}
 _STEP_KEYS = {"label", "dose", "unit", "per", "max", "max_unit", "max_per"}
 _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
