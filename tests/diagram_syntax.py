@@ -16,6 +16,8 @@ MERMAID_TAGS = re.compile(r"<b>|</b>|<i>|</i>|<br/>")
 # what may stand inside a label or comment once escaped: letters, digits, safe punctuation and
 # #code; entities (no quote, bracket, pipe, backtick, percent, brace or angle bracket)
 MERMAID_SAFE = set(" .,;:-_/+()'!?*=·–—")
+# control characters and bidi overrides, which must not survive into a drawing (entities decoded)
+INVISIBLE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]")
 
 
 @dataclass
@@ -35,6 +37,8 @@ def _mermaid_label(text: str, where: str) -> None:
     bare = re.sub(r"#[0-9]+;", "", MERMAID_TAGS.sub("", text))
     bad = [ch for ch in bare if not (ch.isalnum() or ch in MERMAID_SAFE)]
     assert not bad, f"{where}: unescaped {bad!r} in {text!r}"
+    decoded = re.sub(r"#([0-9]+);", lambda m: chr(int(m[1])) if int(m[1]) < 0x110000 else "", text)
+    assert not INVISIBLE.search(decoded), f"{where}: a control or bidi character in {text!r}"
 
 
 def parse_mermaid(text: str) -> Parsed:
@@ -234,6 +238,8 @@ def parse_svg(svg: str) -> dict:
     assert root.tag == SVG + "svg"
     out = {"nodes": [], "edges": 0, "hrefs": [], "titles": []}
     for element in root.iter():
+        for value in [element.text or "", element.tail or ""] + list(element.attrib.values()):
+            assert not INVISIBLE.search(value.replace("\n", "")), f"a control or bidi character: {value!r}"
         tag = element.tag.split("}")[-1]
         assert tag not in ("script", "foreignObject", "iframe", "object", "embed", "use"), tag
         for key, value in element.attrib.items():

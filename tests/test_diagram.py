@@ -283,6 +283,7 @@ HOSTILE = [
     "pipe | [bracket] {brace} (paren) `tick` 'single' \"double\" # hash; semi % per",
     "\u202eevil\u202c \u2066iso\u2069 \x00nul\x07bell\x1b[31mred\x1b]8;;http://x\x07 \u2028ls\u2029ps",
     "javascript:alert(document.domain)",
+    "&#x202E;evil &#8238; #8238;evil #quot; #amp; &lt;script&gt;",
     "-->|x| a\nend\nsubgraph s\nclassDef x fill:red\nlinkStyle 0 stroke:red",
 ]
 
@@ -316,12 +317,10 @@ def _hostile_graph(draw) -> diagram.Graph:
     graph = diagram.Graph(text(), nodes, bands, edges,
                           stage_node={"gate": "stage_gate", "a": "stage_a", "b": "stage_b", "c": "stage_c"})
     if draw(st.booleans()):
-        rules = [r.rule for n in nodes.values() for r in n.rows]
         graph.highlight = diagram.Highlight(
             label=text(), stages=frozenset({"stage_a", "stage_b"}), current=frozenset({"stage_b"}),
             rows=frozenset((nid, r.rule) for nid, n in nodes.items() for r in n.rows[:1]),
             edges=frozenset({0}))
-        assert rules is not None
     return graph
 
 
@@ -356,7 +355,7 @@ def test_hostile_text_cannot_add_a_dot_statement(graph):
     assert set(parsed.groups) == {"cluster_band_one", "cluster_band_two", "cluster_step_2",
                                   f"cluster_{diagram.ANY_BAND}"}
     for attrs in list(parsed.attrs.values()) + parsed.edge_attrs:
-        assert "URL" not in attrs and "href" not in attrs and "URL" not in attrs
+        assert not {"URL", "href", "tailURL", "headURL", "labelURL", "edgeURL"} & set(attrs)
         for value in attrs.values():
             assert "\\" not in value.replace('\\"', ""), "Graphviz would expand a backslash escape"
     assert not re.search(r"[\u202a-\u202e\u2066-\u2069\x00-\x08\x0b-\x1f\x7f\u2028\u2029]", text)
@@ -385,9 +384,10 @@ def _hostile_rules(tmp_path: Path) -> Path:
 
 def test_a_hostile_rule_base_name_reaches_no_link(runner, dot_program, tmp_path):
     rules = _hostile_rules(tmp_path)
-    book = load_rulebook(rules)
-    assert "javascript" in book.name and "\n" in book.name
     svg = runner.invoke(main, ["pathway", "--rules", str(rules), "-f", "svg"])
+    if svg.exit_code == 2:        # a rule base check may refuse such a name: then say so clearly
+        assert "rulebook.yaml" in svg.stderr and "Traceback" not in svg.stderr
+        return
     assert svg.exit_code == 0, svg.output
     assert "javascript" in svg.output                       # shown as text ...
     parsed = parse_svg(svg.output)                          # ... never as a link
@@ -409,6 +409,9 @@ def test_a_hostile_profile_id_adds_no_mermaid_statement(runner, tmp_path, exampl
     path.write_text(yaml.safe_dump(profile), encoding="utf-8")
     plain = parse_mermaid(_invoke(runner, "pathway").output)
     result = _invoke(runner, "pathway", "--profile", str(path))
+    if result.exit_code == 2:     # a profile check may refuse such an id: then say so clearly
+        assert "id" in result.stderr and "Traceback" not in result.stderr
+        return
     assert result.exit_code == 0, result.output
     parsed = parse_mermaid(result.output)
     assert parsed.nodes == plain.nodes and "fake" not in parsed.nodes

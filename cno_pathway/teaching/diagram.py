@@ -102,7 +102,8 @@ def html_text(text: object) -> str:
     """Text for a Graphviz HTML-like label or attribute value."""
     value = clean(text).replace("\\", "\u29f5")
     return (value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace('"', "&quot;").replace("'", "&#39;"))
+            .replace('"', "&quot;").replace("'", "&#39;")
+            .replace("[", "&#91;").replace("]", "&#93;"))   # Graphviz 2.43 rejects a ] after a tag
 
 
 def _slug(text: str) -> str:
@@ -703,12 +704,11 @@ def _responsive(svg: str) -> str:
     """Let the picture shrink to a narrow window (a phone) instead of scrolling sideways: the
     root keeps its drawn size as a maximum and scales down with the window."""
     match = re.search(r'<svg width="([0-9.]+)pt" height="([0-9.]+)pt"', svg)
-    if not match:
+    if not match or not float(match[1]):
         return svg
-    width = float(match[1])
     root = (f'<svg width="100%" style="max-width:{match[1]}pt;height:auto" '
             f'preserveAspectRatio="xMidYMin meet"')
-    return svg[:match.start()] + root + svg[match.end():] if width else svg
+    return svg[:match.start()] + root + svg[match.end():]
 
 
 def render(graph: Graph, fmt: str) -> str:
