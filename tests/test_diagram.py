@@ -592,6 +592,14 @@ def test_embed_writes_through_a_symlink_and_keeps_the_mode(runner, tmp_path):
     assert target.stat().st_mode & 0o777 == 0o644
 
 
+def test_embed_refuses_what_is_not_a_regular_file(runner, tmp_path):
+    fifo = tmp_path / "pipe.md"
+    os.mkfifo(fifo)
+    result = _invoke(runner, "pathway", "--embed", str(fifo))
+    assert result.exit_code == 2 and "regular" in result.stderr
+    assert fifo.exists() and not fifo.is_file()
+
+
 @settings(max_examples=60, deadline=None)
 @given(before=st.text(alphabet=st.sampled_from(list("ab\n\r<-!` ")), max_size=60),
        after=st.text(alphabet=st.sampled_from(list("ab\n\r<-!` ")), max_size=60))
@@ -601,3 +609,40 @@ def test_embed_never_touches_text_outside_the_block(before, after):
     out = diagram.embed_mermaid(text, "flowchart TB\n")
     assert out.startswith(before + START) and out.endswith(f"{END}\n{after}")
     assert diagram.embedded_mermaid(out) == "flowchart TB\n"
+
+
+# -- the SVG in a browser -------------------------------------------------------------------------
+
+def _chromium():
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if shutil.which(name):
+            return shutil.which(name)
+    pytest.skip("no headless Chromium installed (Debian package chromium)")
+
+
+@pytest.mark.parametrize("width", [1200, 420])
+def test_svg_needs_no_sideways_scroll_in_chromium(graph, dot_program, tmp_path, width):
+    """Opened in a browser 420 px wide (a phone), the picture shrinks to the window instead of
+    scrolling sideways; at 1200 px it is drawn at its own size, not blown up."""
+    browser = _chromium()
+    svg = diagram.to_svg(diagram.to_dot(graph))
+    svg = svg[svg.index("<svg"):]
+    page = tmp_path / "page.html"
+    page.write_text(
+        # headless Chromium lays pages out at least 500 px wide, so a box plays the window
+        "<!doctype html><html><head><meta charset='utf-8'><style>body{margin:0}</style></head>"
+        f"<body><div id='w' style='width:{width}px;overflow:auto'>{svg}</div><script>"
+        "const w = document.getElementById('w'), s = w.querySelector('svg').getBoundingClientRect();"
+        "document.title = [w.scrollWidth, Math.round(s.width)].join(' ');"
+        "</script></body></html>", encoding="utf-8")
+    result = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--disable-default-apps", "--window-size=1300,900", "--dump-dom", page.as_uri()],
+        capture_output=True, text=True, timeout=180, check=False)
+    title = re.search(r"<title>(\d+) (\d+)</title>", result.stdout)
+    assert title, result.stderr[-500:]
+    scroll, drawn = int(title[1]), int(title[2])
+    natural = float(re.search(r'max-width:([0-9.]+)pt', svg)[1]) * 4 / 3
+    assert scroll <= width, f"scrolls sideways at {width} px ({scroll} px wide)"
+    assert drawn <= min(width, natural + 1)

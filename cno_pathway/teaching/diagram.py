@@ -791,6 +791,8 @@ def embedded_mermaid(markdown: str) -> str | None:
 
 def read_markdown(path: Path) -> str:
     """A Markdown file's text with its line endings as they are (no newline translation)."""
+    if not Path(os.path.realpath(path)).is_file():      # a FIFO or a device would hang or vanish
+        raise InputError("--embed needs a regular Markdown file", file=str(path))
     try:
         data = path.read_bytes()
     except OSError as exc:
