@@ -187,6 +187,29 @@ def test_fixture_rule_base(fixture_book):
     assert all(e.role == "step" for e in graph.edges)
 
 
+@pytest.mark.parametrize("seed", range(12))
+def test_random_rule_bases_draw_every_rule_once_per_place(seed, gen, vocab, parse_rules, fixture_book):
+    """Whatever the rule base: every suggestion rule is a line somewhere, steps run down in
+    order and never climb back a band, and both writers give exactly the model."""
+    import dataclasses
+    import random
+    rng = random.Random(seed)
+    rules = parse_rules(gen.rule_base(rng, vocab, staging=rng.randint(0, 6),
+                                      suggesting=rng.randint(0, 14)))
+    book = dataclasses.replace(fixture_book, rules=rules)
+    graph = diagram.build_graph(book)
+    drawn = {row.rule for node in graph.nodes.values() for row in node.rows}
+    assert drawn == {r.id for r in rules if not r.is_staging}
+    index = {u.id: i for i, band in enumerate(graph.bands) for u in band.units}
+    spine = _spine(graph)
+    assert [index[u.id] for u in spine] == sorted(index[u.id] for u in spine)
+    steps = [vocab.stages[graph.nodes[u.nodes[0]].stage].step for u in spine]
+    assert steps == sorted(set(steps))
+    parsed = parse_mermaid(diagram.to_mermaid(graph))
+    assert sorted(parsed.nodes) == sorted(graph.nodes)
+    assert sorted(parse_dot(diagram.to_dot(graph)).nodes) == sorted(graph.nodes)
+
+
 # -- the three formats parse into exactly the model -----------------------------------------------
 
 def _expected(graph):
