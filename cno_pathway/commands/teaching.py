@@ -50,11 +50,14 @@ def _case(name: str) -> Case:
               help="Write the diagram to a file (format from its extension: .mmd, .dot, .svg).")
 @click.option("--embed", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Write the Mermaid diagram into this Markdown file, between its "
-                   "generated-diagram markers (what `make diagram` does to README.md).")
+                   "generated-diagram markers, each alone on its line and present once (what "
+                   "`make diagram` does to README.md). A symlink is written through to its "
+                   "target; line endings are kept.")
 @rules_option
 def pathway(fmt, case_name, profile_path, output, embed, rules_dir):
-    """Draw the pathway from the rule base: stages, transitions and the suggestion rules at
-    each stage, labelled with therapy, kind and grade.
+    """Draw the pathway from the rule base, top to bottom in step-up order: the stages in
+    bands per pathway section, each listing its suggestions (kind, therapy, grade); the rules
+    that apply at any stage in one band. Rule ids are tooltips (SVG) or comments (Mermaid).
 
     With --case or --profile, the stages that patient reaches, the rules that fire and the
     stage where they stand are highlighted.
@@ -78,8 +81,9 @@ def pathway(fmt, case_name, profile_path, output, embed, rules_dir):
     graph = diagram.build_graph(book, evaluation, patient=patient)
     text = diagram.render(graph, fmt)
     if embed is not None:
-        markdown = embed.read_text(encoding="utf-8")
-        write_output(diagram.embed_mermaid(markdown, text, source=str(embed)), embed)
+        # through a symlink to its target; line endings and every line outside the block kept
+        markdown = diagram.read_markdown(embed)
+        diagram.write_markdown(embed, diagram.embed_mermaid(markdown, text, source=str(embed)))
         if output is None:
             return
     write_output(text, output)
