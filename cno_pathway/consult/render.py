@@ -32,7 +32,8 @@ KIND_HEADINGS = {"alert": "Alerts", "investigate": "Investigations first",
                  "monitor": "Monitoring"}
 
 _UNBREAKABLE = re.compile(r"^\(?(https?://|doi:|sha256:)")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# control characters, and the bidi controls that reorder what a reader sees (U+202E...)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")      # markup anywhere in a line
 _MD_START = re.compile(r"^([-+=#]|\d{1,9}(?=[.)](\s|$)))")  # markup at the start of a block
 
@@ -63,6 +64,7 @@ def environment(autoescape: bool) -> jinja2.Environment:
     env.filters["span"] = _span
     env.filters["plain"] = _plain
     env.filters["md"] = _markdown
+    env.filters["code"] = _code_span
     env.filters["web_url"] = _web_url
     env.filters["show"] = _show
     env.filters["rule_line"] = _rule_line
@@ -108,6 +110,19 @@ def _markdown(text, block: bool = False) -> str:
         end = start.end()
         return text[:end] + "\\" + text[end:]
     return "\\" + text if start else text
+
+
+def _code_span(text, table: bool = False) -> str:
+    """A Markdown code span no value can break out of: the fence is one backtick longer than
+    the longest run inside, padded with a space when the value starts or ends with one. In a
+    table cell (`table`), a pipe is escaped too (GitHub tables split cells on it first)."""
+    text = _plain(" ".join(str(text).split()))
+    if table:
+        text = text.replace("|", "\\|")
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def _web_url(url) -> str | None:
