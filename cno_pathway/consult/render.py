@@ -17,6 +17,7 @@ import re
 import textwrap
 
 import jinja2
+import markupsafe
 
 from ..resources import templates_dir
 from ..wording import plain_number
@@ -58,7 +59,8 @@ def environment(autoescape: bool) -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir())),
                              autoescape=autoescape, trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True, undefined=jinja2.StrictUndefined,
-                             bytecode_cache=_bytecode_cache())
+                             bytecode_cache=_bytecode_cache(),
+                             finalize=_no_controls if autoescape else None)
     env.filters["wrap"] = _wrap
     env.filters["number"] = plain_number
     env.filters["span"] = _span
@@ -93,6 +95,14 @@ def _span(pair) -> str:
     """[10.0, 15.0] -> '10-15'; [2.0, 2.0] -> '2' (a dose range as the source gives it)."""
     low, high = pair
     return plain_number(low) if low == high else f"{plain_number(low)}-{plain_number(high)}"
+
+
+def _no_controls(value):
+    """HTML: every value printed loses its control and bidi characters (a U+202E in a label
+    would reverse the text around it); markup the templates built (macros) passes unchanged."""
+    if isinstance(value, str) and not isinstance(value, markupsafe.Markup):
+        return _CONTROL.sub("?", value)
+    return value
 
 
 def _plain(text) -> str:
