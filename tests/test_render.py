@@ -415,7 +415,7 @@ def test_citations_numbered_once_per_consult_with_one_reference_list(rich):
     page = render_consult(c, "html")
     assert page.count("A cohort with every citation field") == 1
     assert '<a class="doi" href="https://doi.org/10.1234/render.5">' in page
-    assert '<a href="https://example.org/render-cohort">' in page
+    assert '<a class="url" href="https://example.org/render-cohort">' in page
     assert f'<li value="{render.number}" id="ref-{render.number}">' in page
     assert "<blockquote>Fever was the strongest sign of bacterial osteomyelitis.</blockquote>" in page
     md = render_consult(c, "markdown")
@@ -695,3 +695,13 @@ def test_write_under_a_file_is_one_clean_error(tmp_path, fixture_env):
     assert result.exit_code == 2, result.output
     assert "cannot write" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["p.yaml"]
+
+
+def test_html_breaks_inside_a_word_only_for_codes_and_links(rich):
+    """Prose wraps between words ('Conventional', never 'Conventiona l' at phone width); only
+    rule ids, file:line, digests, DOIs and URLs, which have no spaces, may break anywhere."""
+    page = render_consult(consult(rich, RICH_FEVER, explain=True), "html")
+    style = page[page.index("<style>"):page.index("</style>")]
+    rules = re.findall(r"([^{}]+)\{([^{}]*)\}", style)
+    anywhere = [sel.strip() for sel, body in rules if "anywhere" in body or "break-all" in body]
+    assert anywhere == ["a.doi, a.url, code, .where"]
