@@ -466,11 +466,12 @@ def test_not_suggested_limited_by_default_complete_with_explain(fixture, fmt):
     assert "CNO-ESC-STEROID" in short and "not at stage NSAID-refractory" in short
     section = short.split("Why not: other options at this step")[1].split("Basis of this consult")[0]
     assert "CNO-REF-MULTI" not in section
-    assert "Engine trace" not in short and "unmet:" not in short
+    assert "Engine trace" not in short and "condition:" not in short
     full = _text_of(fmt, render_consult(consult(fixture, NAIVE, explain=True), fmt))
     assert "Why not (every rule that did not fire)" in full
     assert "CNO-REF-MULTI" in full.split("Why not (every rule that did not fire)")[1]
-    assert "unmet: needs stage include NSAID-refractory" in " ".join(full.split())
+    assert "condition: stage NSAID-refractory" in " ".join(full.split())
+    assert "needs stage include" not in full          # the engine's words stay in the JSON
 
 
 @pytest.mark.parametrize("fmt", ["text", "markdown", "html"])

@@ -379,6 +379,11 @@ def _reasons(cond, facts, book) -> list[str]:
         shown = _label(book, fact, actual)
         if cond.op in _OP:
             return [f"{words} {shown} (needs {_OP[cond.op]} {plain_number(cond.value)})"]
+        if cond.op == "eq":
+            return [f"{words}: {shown} (needs {_label(book, fact, cond.value)})"]
+        if cond.op == "in":
+            needed = _list([_label(book, fact, v) for v in cond.value], "or")
+            return [f"{words}: {shown} (needs {needed})"]
         return [f"{words}: {shown}"]
     raise TypeError(cond)
 
@@ -403,16 +408,25 @@ def _is_builtin(directory) -> bool:
         return False
 
 
+def _readers(pathway) -> dict[str, list[str]]:
+    """Fact -> the active rules whose condition reads it; once per loaded pathway."""
+    readers = getattr(pathway, "_fact_readers", None)
+    if readers is None:
+        readers = {}
+        for rule in pathway.rulebook.active:
+            for leaf in leaves(rule.when):
+                readers.setdefault(leaf.fact, [])
+                if rule.id not in readers[leaf.fact]:
+                    readers[leaf.fact].append(rule.id)
+        pathway._fact_readers = readers
+    return readers
+
+
 def _basis(consult, pathway, references) -> Basis:
     book = pathway.rulebook
     profile = consult.profile
     facts = consult.facts
-    readers: dict[str, list[str]] = {}
-    for rule in book.active:
-        for leaf in leaves(rule.when):
-            readers.setdefault(leaf.fact, [])
-            if rule.id not in readers[leaf.fact]:
-                readers[leaf.fact].append(rule.id)
+    readers = _readers(pathway)
     missing = []
     doses = [s for s in consult.suggestions if s.regimen and s.regimen.get("steps")]
     if profile.weight_kg is None and doses:
