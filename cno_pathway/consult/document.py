@@ -133,13 +133,25 @@ def arrange(consult, pathway) -> Document:
     groups = [(kind, [s for s in suggestions if s.kind == kind and s.shown_with is None])
               for kind in _kind_order(consult)]
     groups = [(k, items) for k, items in groups if items]
-    references = _number_references(groups, pathway.library)
+    references = _number_references(groups, pathway)
     bottom = _bottom_line(consult, book)
+    conditions = _cached(pathway, "conditions", dict)
     for n in consult.not_suggested:
-        n.why_not, n.why_not_authored = why_not(book.by_id[n.rule], consult.facts, book)
-        n.condition = needs(book.by_id[n.rule].when, book)
+        rule = book.by_id[n.rule]
+        n.why_not, n.why_not_authored = why_not(rule, consult.facts, book)
+        if n.rule not in conditions:
+            conditions[n.rule] = needs(rule.when, book)
+        n.condition = conditions[n.rule]
     return Document(bottom_line=bottom, groups=groups, references=references,
                     basis=_basis(consult, pathway, references))
+
+
+def _cached(pathway, name: str, build):
+    """What depends only on the loaded rule base and evidence, built once per pathway."""
+    cache = pathway.__dict__.setdefault("_document_cache", {})
+    if name not in cache:
+        cache[name] = build()
+    return cache[name]
 
 
 def _kind_order(consult):
@@ -179,7 +191,7 @@ def vancouver(source, library) -> str:
     return text
 
 
-def _number_references(groups, library) -> list[Reference]:
+def _number_references(groups, pathway) -> list[Reference]:
     """Number sources in reading order (suggestion by suggestion, an attached alert after its
     therapy); every citation gets its source's number in `ref`."""
     numbers: dict[str, int] = {}
@@ -188,9 +200,13 @@ def _number_references(groups, library) -> list[Reference]:
     def number(cite):
         if cite.source not in numbers:
             numbers[cite.source] = len(numbers) + 1
+            library = pathway.library
             src = library.sources[cite.source]
+            texts = _cached(pathway, "vancouver", dict)
+            if src.id not in texts:
+                texts[src.id] = vancouver(src, library)
             out.append(Reference(number=numbers[cite.source], source=src.id,
-                                 text=vancouver(src, library), doi=src.doi, url=src.url,
+                                 text=texts[src.id], doi=src.doi, url=src.url,
                                  design=src.design, population=src.population, n=src.n))
         cite.ref = numbers[cite.source]
 
@@ -410,16 +426,15 @@ def _is_builtin(directory) -> bool:
 
 def _readers(pathway) -> dict[str, list[str]]:
     """Fact -> the active rules whose condition reads it; once per loaded pathway."""
-    readers = getattr(pathway, "_fact_readers", None)
-    if readers is None:
-        readers = {}
+    def build():
+        readers: dict[str, list[str]] = {}
         for rule in pathway.rulebook.active:
             for leaf in leaves(rule.when):
                 readers.setdefault(leaf.fact, [])
                 if rule.id not in readers[leaf.fact]:
                     readers[leaf.fact].append(rule.id)
-        pathway._fact_readers = readers
-    return readers
+        return readers
+    return _cached(pathway, "readers", build)
 
 
 def _basis(consult, pathway, references) -> Basis:
@@ -442,7 +457,7 @@ def _basis(consult, pathway, references) -> Basis:
     used = sorted({_words(f) for f in facts if f in readers and not FACT_SCHEMA[f].derived_by_rules})
     populations = sorted({r.population for r in references})
     drafts = sorted(r.id for r in book.active if r.status == "draft")
-    builtin = _is_builtin(book.directory)
+    builtin = _cached(pathway, "builtin", lambda: _is_builtin(book.directory))
     tests = sum(len(r.tests) for r in book.active)
     tested = sum(1 for r in book.active if r.tests)
     testing = (f"{tested} of the {len(book.active)} active rules carry test patients that must "
