@@ -366,10 +366,12 @@ def needs(cond, book) -> str:
 
 def _reasons(cond, facts, book) -> list[str]:
     """Why a condition does not hold for these facts: what the patient has instead."""
-    if cond is None or evaluate(cond, facts):
+    if cond is None:
         return []
-    if isinstance(cond, All):
+    if isinstance(cond, All):            # each part is checked once, by the recursion
         return [r for c in cond.items for r in _reasons(c, facts, book)]
+    if evaluate(cond, facts):
+        return []
     if isinstance(cond, Any_):
         return ["none of: " + "; ".join(_need(c, book) for c in cond.items)]
     if isinstance(cond, Not):
@@ -437,6 +439,16 @@ def _readers(pathway) -> dict[str, list[str]]:
     return _cached(pathway, "readers", build)
 
 
+def _testing(book) -> str:
+    active = book.active
+    tests = sum(len(r.tests) for r in active)
+    tested = sum(1 for r in active if r.tests)
+    return (f"{tested} of the {len(active)} active rules carry test patients that must make them "
+            f"fire or stay silent ({tests} in all; `cno-pathway rules test`); `cno-pathway rules "
+            "lint` checks that every citation resolves to a quoted passage, that grades do not "
+            "exceed the evidence, and that no two rules conflict.")
+
+
 def _basis(consult, pathway, references) -> Basis:
     book = pathway.rulebook
     profile = consult.profile
@@ -456,14 +468,9 @@ def _basis(consult, pathway, references) -> Basis:
         missing.append(f"{_words(fact)}: {given} (read by {', '.join(sorted(rules))})")
     used = sorted({_words(f) for f in facts if f in readers and not FACT_SCHEMA[f].derived_by_rules})
     populations = sorted({r.population for r in references})
-    drafts = sorted(r.id for r in book.active if r.status == "draft")
+    drafts = _cached(pathway, "drafts", lambda: sorted(r.id for r in book.active if r.status == "draft"))
     builtin = _cached(pathway, "builtin", lambda: _is_builtin(book.directory))
-    tests = sum(len(r.tests) for r in book.active)
-    tested = sum(1 for r in book.active if r.tests)
-    testing = (f"{tested} of the {len(book.active)} active rules carry test patients that must "
-               f"make them fire or stay silent ({tests} in all; `cno-pathway rules test`); "
-               "`cno-pathway rules lint` checks that every citation resolves to a quoted passage, "
-               "that grades do not exceed the evidence, and that no two rules conflict.")
+    testing = _cached(pathway, "testing", lambda: _testing(book))
     return Basis(
         intended_use=" ".join(book.messages.get("intended_use", "").split()),
         evidence=[f"[{r.number}] {r.evidence}" for r in references],
@@ -471,7 +478,7 @@ def _basis(consult, pathway, references) -> Basis:
         inputs_used=used,
         inputs_missing=missing,
         rulebook={"name": book.name, "version": book.version, "digest": book.digest,
-                  "builtin": builtin, "drafts": drafts,
+                  "builtin": builtin, "drafts": list(drafts),
                   "drafts_suggesting": [s.rule for s in consult.suggestions
                                         if book.by_id[s.rule].status == "draft"]},
         testing=testing)
