@@ -339,6 +339,8 @@ class Pathway:
         vocab = self.vocabulary
         if therapy is None:
             return None
+        if therapy in vocab.drug_classes:      # a class as the therapy: its label ("NSAID")
+            return vocab.drug_classes[therapy].label
         return vocab.label("procedures", therapy) if therapy in vocab.procedures \
             else therapy.replace("_", " ")
 
