@@ -337,3 +337,36 @@ def test_hostile_text_stays_text_in_markdown_and_html(rich_consult_args, value):
     # the same lines, each with the same block prefix and the same unescaped markup characters
     assert _md_skeleton(md) == _md_skeleton(plain_md)
     assert "\u202e" not in md and "\u202e" not in page and "\x1b" not in md + page
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(value=hostile_text)
+def test_hostile_text_stays_text_in_the_what_if_and_demo_markdown(pathway, value):
+    """The other Markdown writers: what-if (profile id, labels) and the demo handout (case
+    title, what it teaches, rule titles and rationales)."""
+    import dataclasses
+
+    from cno_pathway.teaching import whatif
+    from cno_pathway.teaching.demo import render_demo, replay
+
+    def what_if_md(v):
+        profile = find_case("typical-multifocal").profile(pathway.vocabulary).model_copy(update={"id": v})
+        result = whatif.what_if(pathway, profile, ["weight=70"])
+        for c in (result.before, result.after):
+            for s in c.suggestions:
+                s.therapy_label = s.title = v
+        return whatif.render_what_if(result, "markdown")
+
+    assert _md_skeleton(what_if_md(value)) == _md_skeleton(what_if_md("benign"))
+
+    case = find_case("nsaid-too-short")
+
+    def demo_md(v):
+        walk = replay(pathway, dataclasses.replace(case, title=v, teaches=v))
+        for step in walk.steps:
+            for s in step.consult.suggestions:
+                s.title = s.rationale = s.therapy_label = v
+            step.consult.stage_labels = [v]
+        return render_demo(walk, "markdown", pathway.vocabulary)
+
+    assert _md_skeleton(demo_md(value)) == _md_skeleton(demo_md("benign"))
