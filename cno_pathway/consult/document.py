@@ -120,8 +120,6 @@ class Document:
     groups: list[tuple[str, list]]        # (kind, suggestions), attached alerts left out
     references: list[Reference]
     basis: Basis
-    not_suggested_note: str = ""
-    extra: dict = field(default_factory=dict)
 
 
 # -- entry point ---------------------------------------------------------------------------------
@@ -131,7 +129,7 @@ def arrange(consult, pathway) -> Document:
     suggestions = consult.suggestions
     _attach_alerts(suggestions, vocab)
     groups = [(kind, [s for s in suggestions if s.kind == kind and s.shown_with is None])
-              for kind in _kind_order(consult)]
+              for kind in _kind_order()]
     groups = [(k, items) for k, items in groups if items]
     references = _number_references(groups, pathway)
     bottom = _bottom_line(consult, book)
@@ -154,8 +152,8 @@ def _cached(pathway, name: str, build):
     return cache[name]
 
 
-def _kind_order(consult):
-    from .consult import KIND_ORDER
+def _kind_order():
+    from .consult import KIND_ORDER      # consult.py imports this module: import when used
     return KIND_ORDER
 
 
