@@ -5,6 +5,11 @@ browser built it (--dump-dom): the suggestions, the disclaimer and the provenanc
 text, and a hostile profile label `<script>alert(1)</script>` is text inside the heading, never a
 script element. A screenshot and a printout (PDF, through the print style sheet) are produced.
 
+Phone width (issue 15): the page is loaded in a 420 px wide frame and measured there (the frame's
+own viewport drives the page's media queries; a top-level headless window cannot be narrower
+than 500 px): its content must be no wider than the frame, so nothing scrolls sideways. At the
+width of an A4 page the bottom line must end within the first page's height.
+
 When /usr/bin/chromium is missing, the set-up installs it with apt-get when running as root
 (CNO_PATHWAY_NO_APT=1 forbids that); otherwise the tests skip and say why.
 """
@@ -12,6 +17,7 @@ When /usr/bin/chromium is missing, the set-up installs it with apt-get when runn
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -145,7 +151,8 @@ def test_page_text_has_every_suggestion_the_disclaimer_and_provenance(consult, d
             assert " ".join(cite.quote.split()) in text
     assert " ".join(consult.disclaimer.split()) in text
     assert consult.rulebook["digest"] in text
-    assert "Not suggested (every rule)" in text and "Engine trace" in text
+    assert "Why not (every rule that did not fire)" in text and "Engine trace" in text
+    assert text.index("Bottom line") < text.index("Patient") < text.index("References")
     assert "Stage NSAID-refractory" in text
 
 
@@ -192,3 +199,97 @@ def test_printout(chromium, page_file, tmp_path):
     assert proc.returncode == 0 and pdf.exists(), proc.stderr[-2000:]
     data = pdf.read_bytes()
     assert data.startswith(b"%PDF") and len(data) > 10_000
+
+
+# -- phone width and the first printed page (issue 15) ---------------------------------------------
+
+_MEASURE = """<!DOCTYPE html><html><body style="margin:0">
+<iframe id="f" src="{src}" style="width:{width}px;height:900px;border:0"></iframe>
+<script>
+document.getElementById('f').addEventListener('load', function () {{
+  var doc = this.contentDocument, root = doc.documentElement;
+  var bottom = doc.getElementById('bottom-line');
+  document.body.setAttribute('data-scroll-width', root.scrollWidth);
+  document.body.setAttribute('data-client-width', root.clientWidth);
+  document.body.setAttribute('data-bottom-line-end',
+                             bottom ? Math.ceil(bottom.getBoundingClientRect().bottom) : -1);
+}});
+</script></body></html>
+"""
+
+
+def _measure(chromium: str, tmp_path: Path, page: str, width: int) -> dict[str, int]:
+    """Load `page` in a frame `width` px wide; its scroll width, client width and where the
+    bottom line ends (px from the top)."""
+    (tmp_path / "page.html").write_text(page, encoding="utf-8")
+    wrapper = tmp_path / "measure.html"
+    wrapper.write_text(_MEASURE.format(src="page.html", width=width), encoding="utf-8")
+    proc = _run(chromium, tmp_path, "--allow-file-access-from-files", "--virtual-time-budget=10000",
+                "--window-size=1300,1000", "--dump-dom", wrapper.as_uri())
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    found = dict(re.findall(r'data-([a-z-]+)="(-?\d+)"', proc.stdout))
+    assert {"scroll-width", "client-width", "bottom-line-end"} <= set(found), proc.stdout[-2000:]
+    return {k: int(v) for k, v in found.items()}
+
+
+PHONE = 420
+A4_WIDTH, A4_FIRST_PAGE = 794, 1000      # CSS px at 96 dpi: 210 mm wide; 297 mm less margins
+
+
+@pytest.fixture(scope="module")
+def teaching_pages(pathway):
+    from cno_pathway.teaching.cases import find_case
+
+    pages = {}
+    for name in ("vertebral-fracture", "steroid-relapse", "red-flags", "tnf-psoriasis"):
+        profile = find_case(name).profile(pathway.vocabulary)
+        pages[name] = render_consult(pathway.consult(profile, explain=name == "tnf-psoriasis"), "html")
+    return pages
+
+
+def test_no_horizontal_scroll_at_phone_width(chromium, teaching_pages, consult, tmp_path):
+    pages = dict(teaching_pages, hostile=render_consult(consult, "html"))
+    for name, page in pages.items():
+        where = tmp_path / name
+        where.mkdir()
+        size = _measure(chromium, where, page, PHONE)
+        assert size["client-width"] == PHONE, (name, size)
+        assert size["scroll-width"] <= size["client-width"], (name, size)
+
+
+def test_the_width_check_catches_a_page_that_scrolls(chromium, tmp_path):
+    """Control: a page with a table wider than the phone does scroll sideways in the frame."""
+    wide = ("<!DOCTYPE html><html><head><meta name='viewport' content='width=device-width'></head>"
+            "<body><section id='bottom-line'>x</section><table><tr>"
+            + "<td style='white-space:nowrap'>a wide cell of a dose table</td>" * 6
+            + "</tr></table></body></html>")
+    size = _measure(chromium, tmp_path, wide, PHONE)
+    assert size["scroll-width"] > size["client-width"] == PHONE
+
+
+def test_bottom_line_ends_on_the_first_page(chromium, teaching_pages, tmp_path):
+    for name, page in teaching_pages.items():
+        where = tmp_path / name
+        where.mkdir()
+        size = _measure(chromium, where, page, A4_WIDTH)
+        assert 0 < size["bottom-line-end"] < A4_FIRST_PAGE, (name, size)
+        assert page.index('id="bottom-line"') < page.index('id="patient"')
+
+
+@pytest.mark.parametrize("width", [1200, PHONE])
+def test_screenshots_at_desktop_and_phone_width(chromium, teaching_pages, tmp_path, width):
+    """The screenshots looked at for issue 15 (CNO_PATHWAY_SCREENSHOTS=DIR keeps them)."""
+    keep = os.environ.get("CNO_PATHWAY_SCREENSHOTS")
+    out = Path(keep) if keep else tmp_path
+    out.mkdir(parents=True, exist_ok=True)
+    page = tmp_path / "page.html"
+    page.write_text(teaching_pages["vertebral-fracture"], encoding="utf-8")
+    wrapper = tmp_path / "shot.html"
+    wrapper.write_text(_MEASURE.format(src="page.html", width=width).replace("900px", "2400px"),
+                       encoding="utf-8")
+    shot = out / f"vertebral-fracture-{width}.png"
+    proc = _run(chromium, tmp_path, "--allow-file-access-from-files", "--virtual-time-budget=10000",
+                f"--window-size={width},2400", f"--screenshot={shot}", wrapper.as_uri())
+    assert proc.returncode == 0 and shot.exists(), proc.stderr[-2000:]
+    assert _png_size(shot) == (width, 2400)
+    assert shot.stat().st_size > 20_000

@@ -174,3 +174,50 @@ def test_fixture_rule_base_failed_nsaid(runner, fixture_env, tmp_path):
     assert status == {"CNO-ESC-STEROID": "new", "CNO-FL-NAPROXEN": "dropped"}
     assert data["changes"]["stages_added"] == ["nsaid_refractory"]
     assert data["changes"]["stages_removed"] == ["treatment_naive"]
+
+
+# -- doses, regimens and caps are differences too (issue 15) ----------------------------------------
+
+def test_a_weight_change_shows_the_dose_change(runner, examples_dir):
+    case = examples_dir / "typical-multifocal.yaml"            # 32 kg, treatment-naive
+    result = _consult(runner, case, "weight=70")
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "No difference" not in out
+    flat = " ".join(out.split("Differences")[1].split())
+    assert re.search(r"~ changed recommend naproxen: .*CNO-FL-NAPROXEN\) dose daily: 320-480 mg per day "
+                     r"-> daily: 700-1050 mg per day", flat), out
+    md = _consult(runner, case, "weight=70", fmt="markdown").output
+    assert re.search(r"^\| \*\*changed\*\* \| recommend naproxen \(C\)<br>dose daily: 320-480 mg per day "
+                     r"\| recommend naproxen \(C\)<br>dose daily: 700-1050 mg per day \|", md, re.M), md
+    data = json.loads(_consult(runner, case, "weight=70", fmt="json").output)
+    naproxen = next(c for c in data["changes"]["suggestions"] if c["rule"] == "CNO-FL-NAPROXEN")
+    assert naproxen["status"] == "changed" and naproxen["changed"] == ["dose"]
+    assert naproxen["before"]["dose"] == "daily: 320-480 mg per day"
+    assert naproxen["after"]["dose"] == "daily: 700-1050 mg per day"
+
+
+def test_a_weight_change_that_hits_a_cap_is_shown(pathway):
+    """The prednisolone course has a maximum: at 36 kg the dose is capped, at 20 kg it is not."""
+    profile = find_case("nsaid-refractory").profile(pathway.vocabulary)
+    result = whatif.what_if(pathway, profile, ["weight=20"])
+    pred = [c for c in result.changes.changed if c.current.therapy == "prednisolone"]
+    assert pred and "dose" in pred[0].what, [c.what for c in result.changes.items]
+    assert "capped" in pred[0].dose_before and "capped" not in pred[0].dose_after
+    text = " ".join(whatif.render_what_if(result, "text").split())
+    assert re.search(r"dose .*\(capped at the maximum\) -> .*: 40 mg per day", text), text
+
+
+def test_removing_the_weight_shows_mg_per_kg(pathway):
+    profile = find_case("typical-multifocal").profile(pathway.vocabulary)
+    result = whatif.what_if(pathway, profile, ["weight=null"])
+    naproxen = next(c for c in result.changes.changed if c.current.rule == "CNO-FL-NAPROXEN")
+    assert naproxen.dose_after == "daily: 10-15 mg/kg per day"
+
+
+def test_markdown_escapes_what_it_embeds(pathway):
+    profile = find_case("typical-multifocal").profile(pathway.vocabulary)
+    hostile = profile.model_copy(update={"id": "<script>x</script> | `y` [z](javascript:a)"})
+    out = whatif.render_what_if(whatif.what_if(pathway, hostile, ["weight=70"]), "markdown")
+    assert out.splitlines()[0] == r"# What if: \<script\>x\</script\> \| \`y\` \[z\](javascript:a)"
+    assert "<script>" not in out

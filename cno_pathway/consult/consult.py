@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .. import __version__
 from ..knowledge.conditions import unmet
@@ -22,6 +23,7 @@ from ..knowledge.formulary import Formulary, find_formulary, load_formulary
 from ..knowledge.regimens import ADULT_MESSAGES, dose_plan, population_problems
 from ..resources import rules_dir, seeds_dir
 from ..knowledge.rulebook import Rule, RuleBook, load_rulebook
+from .document import arrange
 from ..wording import plain_number
 
 SCHEMA = "cno-pathway/consult/1"
@@ -46,6 +48,8 @@ class Citation:
     year: int | None = None
     short: str = ""                 # "Schnabel A et al. 2017": for a source cited again
     same_as: int | None = None      # number of the earlier citation of the same source
+    ref: int | None = None          # the source's number in the consult's reference list
+    quoted_below: bool = False      # a dose passage also quoted among the suggestion's evidence
 
     @property
     def doi_url(self) -> str | None:
@@ -54,7 +58,8 @@ class Citation:
     def to_json(self) -> dict:
         return {"number": self.number, "source": self.source, "finding": self.finding,
                 "quote": self.quote, "locator": self.locator, "reference": self.reference,
-                "doi": self.doi, "url": self.url, "year": self.year}
+                "doi": self.doi, "url": self.url, "year": self.year,
+                "reference_number": self.ref}
 
 
 @dataclass
@@ -78,6 +83,10 @@ class Suggestion:
     where: str
     notes: list[str] = field(default_factory=list)
     dose_citations: list[Citation] = field(default_factory=list)   # the passages giving the dose
+    status: str = "reviewed"        # the rule's status: a draft rule's suggestion says so
+    alerts: list["Suggestion"] = field(default_factory=list)   # safety alerts shown with it
+    shown_with: str | None = None   # for an alert: the rule of the suggestion it is shown with
+    urgent: bool = False            # a gate that must come first: no treatment is suggested
 
     def to_json(self) -> dict:
         regimen = self.regimen
@@ -88,7 +97,9 @@ class Suggestion:
                 "rationale": self.rationale, "grade": self.grade,
                 "grade_meaning": self.grade_meaning,
                 "citations": [c.to_json() for c in self.citations], "notes": self.notes,
-                "where": self.where, "section": self.section, "step": self.step}
+                "where": self.where, "section": self.section, "step": self.step,
+                "status": self.status, "shown_with": self.shown_with, "urgent": self.urgent,
+                "reference_numbers": sorted({c.ref for c in self.citations if c.ref})}
 
 
 @dataclass
@@ -103,10 +114,14 @@ class NotSuggested:
     section_label: str = ""
     step: int = 0
     where: str = ""
+    why_not: str = ""               # one line in clinical words (document.why_not)
+    why_not_authored: bool = False  # from the rule's `why_not:` rather than from labels
+    condition: str = ""             # the rule's whole condition in words (under --explain)
 
     def to_json(self) -> dict:
         return {"rule": self.rule, "title": self.title, "therapy": self.therapy, "unmet": self.unmet,
-                "kind": self.kind, "section": self.section, "where": self.where}
+                "kind": self.kind, "section": self.section, "where": self.where,
+                "why_not": self.why_not, "why_not_authored": self.why_not_authored}
 
 
 @dataclass
@@ -148,6 +163,8 @@ class Consult:
     treatments: list[str] = field(default_factory=list)   # one finished line per treatment
     trace: list[TraceEntry] = field(default_factory=list)
     not_suggested_scope: list[str] | None = None   # section labels shown; None: every rule
+    document: Any = None            # document.Document: bottom line, references, basis
+    inputs_not_used: list[str] = field(default_factory=list)   # given but read by no rule
 
     @property
     def label(self) -> str | None:
@@ -174,6 +191,10 @@ class Consult:
             "grading": self.grading,
             "disclaimer": self.disclaimer,
         }
+        if self.document is not None:
+            data["bottom_line"] = self.document.bottom_line.to_json()
+            data["references"] = [r.to_json() for r in self.document.references]
+            data["basis"] = self.document.basis.to_json(self.inputs_not_used)
         if self.explain:
             data["trace"] = {"fired": self.evaluation.fired,
                              "derivations": [{"rule": r, "fact": f, "value": v}
@@ -238,7 +259,7 @@ class Pathway:
         if not suggestions:
             outside = book.messages.get("outside_pathway", "No rule applies.").format(
                 stage=", ".join(stage) or "none derived")
-        return Consult(
+        consult = Consult(
             profile=profile,
             facts=facts,
             stage=stage,
@@ -258,6 +279,8 @@ class Pathway:
             trace=self._trace(evaluation),
             not_suggested_scope=scope,
         )
+        consult.document = arrange(consult, self)
+        return consult
 
     # -- pieces ---------------------------------------------------------------------------
     def _suggestion(self, rule: Rule, profile: PatientProfile, facts: dict) -> Suggestion:
@@ -290,7 +313,7 @@ class Pathway:
             grade_meaning=self.library.grading.meaning(grade), citations=citations,
             section=rule.stage, section_label=section.label, step=section.step,
             priority=rule.priority, where=rule.where, notes=[n for n in notes if n],
-            dose_citations=dose_citations)
+            dose_citations=dose_citations, status=rule.status)
 
     def _citations(self, cites, *, cited: list[Citation] | None = None) -> list[Citation]:
         """Numbered citations; a source cited again points at its first citation (for a dose's
@@ -326,6 +349,8 @@ class Pathway:
         vocab = self.vocabulary
         if therapy is None:
             return None
+        if therapy in vocab.drug_classes:      # a class as the therapy: its label ("NSAID")
+            return vocab.drug_classes[therapy].label
         return vocab.label("procedures", therapy) if therapy in vocab.procedures \
             else therapy.replace("_", " ")
 

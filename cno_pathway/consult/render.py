@@ -17,6 +17,7 @@ import re
 import textwrap
 
 import jinja2
+import markupsafe
 
 from ..resources import templates_dir
 from ..wording import plain_number
@@ -32,7 +33,8 @@ KIND_HEADINGS = {"alert": "Alerts", "investigate": "Investigations first",
                  "monitor": "Monitoring"}
 
 _UNBREAKABLE = re.compile(r"^\(?(https?://|doi:|sha256:)")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# control characters, and the bidi controls that reorder what a reader sees (U+202E...)
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")      # markup anywhere in a line
 _MD_START = re.compile(r"^([-+=#]|\d{1,9}(?=[.)](\s|$)))")  # markup at the start of a block
 
@@ -57,12 +59,14 @@ def environment(autoescape: bool) -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir())),
                              autoescape=autoescape, trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True, undefined=jinja2.StrictUndefined,
-                             bytecode_cache=_bytecode_cache())
+                             bytecode_cache=_bytecode_cache(),
+                             finalize=_no_controls if autoescape else None)
     env.filters["wrap"] = _wrap
     env.filters["number"] = plain_number
     env.filters["span"] = _span
     env.filters["plain"] = _plain
     env.filters["md"] = _markdown
+    env.filters["code"] = _code_span
     env.filters["web_url"] = _web_url
     env.filters["show"] = _show
     env.filters["rule_line"] = _rule_line
@@ -93,6 +97,14 @@ def _span(pair) -> str:
     return plain_number(low) if low == high else f"{plain_number(low)}-{plain_number(high)}"
 
 
+def _no_controls(value):
+    """HTML: every value printed loses its control and bidi characters (a U+202E in a label
+    would reverse the text around it); markup the templates built (macros) passes unchanged."""
+    if isinstance(value, str) and not isinstance(value, markupsafe.Markup):
+        return _CONTROL.sub("?", value)
+    return value
+
+
 def _plain(text) -> str:
     """Text for a terminal: control characters (escape sequences, newlines) become '?'."""
     return _CONTROL.sub("?", str(text))
@@ -108,6 +120,19 @@ def _markdown(text, block: bool = False) -> str:
         end = start.end()
         return text[:end] + "\\" + text[end:]
     return "\\" + text if start else text
+
+
+def _code_span(text, table: bool = False) -> str:
+    """A Markdown code span no value can break out of: the fence is one backtick longer than
+    the longest run inside, padded with a space when the value starts or ends with one. In a
+    table cell (`table`), a pipe is escaped too (GitHub tables split cells on it first)."""
+    text = _plain(" ".join(str(text).split()))
+    if table:
+        text = text.replace("|", "\\|")
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
 
 
 def _web_url(url) -> str | None:

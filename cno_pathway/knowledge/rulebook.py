@@ -36,7 +36,7 @@ CITATION = re.compile(r"^[a-z0-9][a-z0-9-]*#[a-z0-9][a-z0-9-]*$")
 MAX_PRIORITY = 60000  # the engine's priority is an unsigned short; the top is kept for its own rules
 
 _RULE_KEYS = {"id", "title", "status", "stage", "priority", "description", "when", "then",
-              "evidence", "tests"}
+              "evidence", "tests", "why_not"}
 _SUGGEST_KEYS = {"kind", "therapy", "regimen", "rationale"}
 _EVIDENCE_KEYS = {"grade", "cites"}
 _TEST_KEYS = {"fires", "silent"}
@@ -78,6 +78,7 @@ class Rule:
     tests: tuple[RuleTest, ...]
     file: str
     line: int
+    why_not: str = ""            # optional: why the option does not apply, in clinical words
 
     @property
     def is_staging(self) -> bool:
@@ -268,10 +269,11 @@ class _RuleParser:
         derive, suggest = self.then(raw["then"], path + ("then",))
         evidence = self.evidence(raw.get("evidence"), path + ("evidence",))
         tests = self.tests(raw.get("tests"), path + ("tests",))
+        why_not = self.text(raw.get("why_not"), path + ("why_not",), "why_not", required=False) or ""
         return Rule(id=rid, title=title, status=status, stage=stage, priority=priority,
                     description=description, when=when, derive=derive, suggest=suggest,
                     evidence=evidence, tests=tests, file=self.doc.source,
-                    line=self.doc.line(path) or 0)
+                    line=self.doc.line(path) or 0, why_not=" ".join(why_not.split()))
 
     def then(self, raw, path):
         if not isinstance(raw, dict) or len(raw) != 1 or next(iter(raw)) not in ("suggest", "derive"):

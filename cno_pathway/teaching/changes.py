@@ -3,7 +3,9 @@
 Used by the step-by-step demo (one treatment added) and by what-if (one profile edited). A
 suggestion is the same when the same rule gives it. When a rule stops and another starts giving
 the same therapy with another kind on the recommend / consider / avoid scale, or another grade,
-that is one *changed* suggestion, not a dropped one and a new one.
+that is one *changed* suggestion, not a dropped one and a new one. A suggestion from the same
+rule is also *changed* when what it says for this patient differs: the regimen, the doses (a new
+weight gives other mg, or hits a cap) or its notes (issue 15: a weight change is a difference).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..consult.consult import Consult, Suggestion
+from ..wording import plain_number
 
 NEW, DROPPED, CHANGED, SAME = "new", "dropped", "changed", "same"
 MARKS = {NEW: "+", DROPPED: "-", CHANGED: "~", SAME: " "}
@@ -22,11 +25,19 @@ class Change:
     status: str                      # new | dropped | changed | same
     before: Suggestion | None
     after: Suggestion | None
-    what: tuple[str, ...] = ()       # for changed: "kind", "grade", "rule"
+    what: tuple[str, ...] = ()       # for changed: "kind", "grade", "rule", "regimen", "dose", "notes"
 
     @property
     def mark(self) -> str:
         return MARKS[self.status]
+
+    @property
+    def dose_before(self) -> str | None:
+        return dose_summary(self.before)
+
+    @property
+    def dose_after(self) -> str | None:
+        return dose_summary(self.after)
 
     @property
     def current(self) -> Suggestion:
@@ -41,7 +52,29 @@ class Change:
 
 
 def _brief(s: Suggestion | None) -> dict | None:
-    return None if s is None else {"rule": s.rule, "kind": s.kind, "grade": s.grade}
+    return None if s is None else {"rule": s.rule, "kind": s.kind, "grade": s.grade,
+                                   "regimen": _regimen_id(s), "dose": dose_summary(s),
+                                   "notes": list(getattr(s, "notes", ()))}
+
+
+def _span(values) -> str:
+    low, high = min(values), max(values)
+    return plain_number(low) if low == high else f"{plain_number(low)}-{plain_number(high)}"
+
+
+def dose_summary(s: Suggestion | None) -> str | None:
+    """'daily: 320-480 mg per day' (mg for the weight, else mg/kg; '(capped)' at a maximum),
+    one part per step; None without a regimen that has steps."""
+    regimen = getattr(s, "regimen", None)
+    if not regimen or not regimen.get("steps"):
+        return None
+    parts = []
+    for step in regimen["steps"]:
+        amount = (f"{_span(step['computed_mg'])} mg" if step.get("computed_mg")
+                  else f"{_span(step['mg_per_kg'])} mg/kg")
+        capped = " (capped at the maximum)" if step.get("capped") else ""
+        parts.append(f"{step['label']}: {amount} per {step['per']}{capped}")
+    return "; ".join(parts)
 
 
 @dataclass
@@ -88,10 +121,19 @@ class Changes:
                 "suggestions": [c.to_json() for c in self.items if c.status != SAME]}
 
 
+def _regimen_id(s: Suggestion):
+    regimen = getattr(s, "regimen", None)
+    return regimen["id"] if regimen else None
+
+
 def _what(before: Suggestion, after: Suggestion) -> tuple[str, ...]:
     return tuple(name for name, a, b in (("kind", before.kind, after.kind),
                                          ("grade", before.grade, after.grade),
-                                         ("rule", before.rule, after.rule)) if a != b)
+                                         ("rule", before.rule, after.rule),
+                                         ("regimen", _regimen_id(before), _regimen_id(after)),
+                                         ("dose", dose_summary(before), dose_summary(after)),
+                                         ("notes", list(getattr(before, "notes", ())),
+                                          list(getattr(after, "notes", ())))) if a != b)
 
 
 def _comparable(before: Suggestion, after: Suggestion) -> bool:
