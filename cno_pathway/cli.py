@@ -18,9 +18,9 @@ import sys
 import click
 
 from . import __version__
-from .commands.common import terminal_options
+from .commands.common import Group, terminal_options
 from .errors import InputError
-from .terminal import clean, clean_line, did_you_mean
+from .terminal import clean, clean_line
 
 # command name -> "module:attribute" under cno_pathway.commands
 COMMANDS = {
@@ -65,21 +65,6 @@ def environment_message(exc: OSError) -> str:
     if exc.errno == errno.EBADF and not exc.strerror:
         return "a standard stream is closed"
     return clean_line(what)
-
-
-class Group(click.Group):
-    """A click group that suggests the command meant when a name is mistyped."""
-
-    def resolve_command(self, ctx, args):
-        try:
-            return super().resolve_command(ctx, args)
-        except click.UsageError:
-            name = args[0] if args else ""
-            if name and not name.startswith("-") and name not in self.list_commands(ctx):
-                commands = self.list_commands(ctx)
-                raise click.UsageError(f"no command {name!r}{did_you_mean(name, commands)} "
-                                       f"(commands: {', '.join(commands)})", ctx) from None
-            raise
 
 
 class _Main(Group):

@@ -19,6 +19,21 @@ _EXTENSIONS = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": 
                ".html": "html", ".htm": "html", ".json": "json"}
 
 
+class Group(click.Group):
+    """A click group that suggests the command meant when a name is mistyped."""
+
+    def resolve_command(self, ctx, args):
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError:
+            name = args[0] if args else ""
+            if name and not name.startswith("-") and name not in self.list_commands(ctx):
+                commands = self.list_commands(ctx)
+                raise click.UsageError(f"no command {name!r}{did_you_mean(name, commands)} "
+                                       f"(commands: {', '.join(commands)})", ctx) from None
+            raise
+
+
 def rules_option(func):
     """--rules DIR (or CNO_PATHWAY_RULES): another rule folder, for rule authors."""
     return click.option("--rules", "rules_dir", type=click.Path(file_okay=False, path_type=Path),

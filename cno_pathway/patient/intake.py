@@ -7,6 +7,7 @@ Each route builds the same plain data and goes through the same validation
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 from ..errors import ProfileError
 from .durations import parse_duration

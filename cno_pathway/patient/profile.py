@@ -238,10 +238,31 @@ def validate_profile(data: Any, vocabulary: Vocabulary, *, document: Document | 
         raise ProfileError(message, file=source, line=line, field=head_path) from None
 
 
+def _field_hint(loc: tuple) -> str:
+    """'; did you mean weight_kg?' for a mistyped field name (the fields beside it)."""
+    import difflib
+    import typing
+
+    model: Any = PatientProfile
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            return ""
+        inner = [a for a in (field.annotation, *typing.get_args(field.annotation))
+                 if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not inner:
+            return ""
+        model = inner[0]
+    close = difflib.get_close_matches(str(loc[-1])[:80], list(model.model_fields), n=1)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
 def _plain(err: dict) -> str:
     kind, msg = err["type"], err["msg"]
     if kind == "extra_forbidden":
-        return "unknown field (check its spelling against the profile format)"
+        return f"unknown field{_field_hint(err['loc'])} (check its spelling against the profile format)"
     if kind == "missing":
         return "required field is missing"
     if kind == "value_error":
