@@ -92,7 +92,7 @@ def test_rules_test_unknown_rule_is_bad_input():
 def test_coverage_of_the_fixture():
     result = run("coverage", FIXTURE_RULES)
     assert result.exit_code == 0 and "NEVER FIRED" not in result.output
-    assert "line 78: labs crp mg l is above 100 (never true)" in result.output
+    assert "line 78: CRP (mg/L) is above 100 (never true)" in result.output
     data = json.loads(run("coverage", FIXTURE_RULES, "--format", "json").output)
     assert data["never_fired"] == [] and data["profiles"]["tests"] == 13
     multi = next(r for r in data["rules"] if r["rule"] == "CNO-REF-MULTI")
