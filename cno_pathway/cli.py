@@ -62,8 +62,8 @@ def environment_message(exc: OSError) -> str:
     what = exc.strerror or str(exc)
     if exc.filename:
         return clean_line(f"{exc.filename}: {what}")
-    if exc.errno == errno.EBADF and not exc.strerror:
-        return "a standard stream is closed"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG):
+        return clean_line(f"cannot write the output: {what}")
     return clean_line(what)
 
 
@@ -166,7 +166,10 @@ class _Closed:
     def _fail(self, *args, **kwargs):
         raise OSError(errno.EBADF, f"{self.name} is closed")
 
-    write = read = readline = flush = fileno = _fail
+    write = read = readline = fileno = _fail
+
+    def flush(self):
+        pass
 
     @property
     def buffer(self):
