@@ -9,6 +9,7 @@ Every message is cleaned of control sequences before it reaches the terminal.
 
 from __future__ import annotations
 
+import codecs
 import errno
 import gc
 import importlib
@@ -179,16 +180,38 @@ class _Closed:
         return False
 
 
+def _undecodable(exc: UnicodeError):
+    """Encode error handler: a byte the locale could not decode (a file name or argument read
+    as surrogate escapes) goes out as that byte; any other unencodable character as \\uXXXX."""
+    if isinstance(exc, UnicodeEncodeError):
+        text = exc.object[exc.start:exc.end]
+        if all(0xDC80 <= ord(c) <= 0xDCFF for c in text):
+            return bytes(ord(c) - 0xDC00 for c in text), exc.end
+    return codecs.backslashreplace_errors(exc)
+
+
+def _as_utf8(arg: str) -> str:
+    if arg.isascii() or not any(0xDC80 <= ord(c) <= 0xDCFF for c in arg):
+        return arg
+    try:
+        return os.fsencode(arg).decode("utf-8")
+    except UnicodeError:
+        return arg
+
+
 def _prepare_streams() -> None:
     """Output is UTF-8 whatever the locale says (an ASCII-only locale cannot fail a consult on
     a dash), and a closed stream is a clear error when it is used, not a crash."""
+    codecs.register_error("cno-pathway", _undecodable)
+    # arguments the locale could not decode (an ASCII locale, a UTF-8 name): read as UTF-8
+    sys.argv = [_as_utf8(arg) for arg in sys.argv]
     for name in ("stdout", "stderr"):
         stream = getattr(sys, name)
         if stream is None:
             setattr(sys, name, _Closed(f"standard {'output' if name == 'stdout' else 'error'}"))
             continue
         try:
-            stream.reconfigure(encoding="utf-8", errors="backslashreplace")
+            stream.reconfigure(encoding="utf-8", errors="cno-pathway")
         except (AttributeError, ValueError, OSError):
             pass
     if sys.stdin is None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -131,12 +132,28 @@ def demo(case_name, no_pause, fmt, output, rules_dir):
 
 
 def _pause(text: str) -> None:
-    """Wait for a key. Unlike click.pause, Ctrl-C stops the demo (exit 130 through cli.py)."""
+    """Wait for a key. Unlike click.pause, Ctrl-C stops the demo (exit 130 through cli.py), and
+    a key typed while the step was printing is kept, not flushed away."""
     click.echo("\n" + text, err=True)
     try:
-        click.getchar()
-    except EOFError:  # Ctrl-D: go on, as any other key
-        pass
+        import termios
+        import tty
+
+        fd = sys.stdin.fileno()
+        saved = termios.tcgetattr(fd)
+    except (ImportError, AttributeError, OSError, ValueError):
+        try:
+            click.getchar()
+        except EOFError:  # Ctrl-D: go on, as any other key
+            pass
+        return
+    try:
+        tty.setraw(fd, termios.TCSANOW)
+        key = os.read(fd, 32)
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+    if b"\x03" in key:
+        raise KeyboardInterrupt
 
 
 # -- cases ----------------------------------------------------------------------------------------

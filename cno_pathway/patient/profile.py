@@ -217,18 +217,20 @@ def validate_profile(data: Any, vocabulary: Vocabulary, *, document: Document | 
         return PatientProfile.model_validate(data, context={"vocabulary": vocabulary})
     except ValidationError as exc:
         problems = []
-        first_path = None
+        first_path = first_loc = None
         for err in exc.errors(include_url=False):
             ctx_error = (err.get("ctx") or {}).get("error")
             if isinstance(ctx_error, _Contradiction):
                 path, message = ctx_error.field, ctx_error.message
+                loc = _path_tuple(path)
             else:
                 loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
                 path = field_path(loc) or "profile"
                 message = _plain(err)
-            first_path = first_path or path
+            if first_path is None:
+                first_path, first_loc = path, loc  # the key as given: it may hold '[' or '.'
             problems.append((path, message))
-        line = document.line(_path_tuple(first_path)) if document and first_path != "profile" else None
+        line = document.line(first_loc) if document and first_path != "profile" else None
         head_path, head_message = problems[0]
         message = head_message
         if len(problems) > 1:
