@@ -21,7 +21,7 @@ import click
 from . import __version__
 from .commands.common import Group, terminal_options
 from .errors import InputError
-from .terminal import clean, clean_line
+from .terminal import Settings, clean, clean_line
 
 # command name -> "module:attribute" under cno_pathway.commands
 COMMANDS = {
@@ -82,6 +82,7 @@ class _Main(Group):
         return command
 
     def make_context(self, info_name, args, parent=None, **extra):
+        Settings.colour, Settings.pager = None, True  # each invocation decides afresh
         try:
             return super().make_context(info_name, args, parent=parent, **extra)
         except click.ClickException as exc:

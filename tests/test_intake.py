@@ -363,3 +363,78 @@ def test_json_file_route(tmp_path, vocab, file_profile):
     path = tmp_path / "patient.json"
     path.write_text(json.dumps(yaml.safe_load(PROFILE_YAML)), encoding="utf-8")
     assert profile_from_file(path, vocab) == file_profile
+
+
+# -- the interview checks each answer against the others, and reviews them all --------------------
+
+def _answers(**changes):
+    """ANSWERS with some prompts' replies replaced, and extra steps at the review."""
+    review = changes.pop("review", [""])
+    out = [(prompt, changes.get(prompt, replies)) for prompt, replies in ANSWERS
+           if prompt != "Change an answer"]
+    return out + [("Change an answer", review[:1])] + [(p, [r]) for p, r in review[1:]]
+
+
+def test_an_onset_after_the_current_age_is_refused_at_once(vocab):
+    script = Script(_answers(**{"Age at onset": ["14", "10.5"]}))
+    data = interview(vocab, script.ask, script.confirm, script.say)
+    assert script.answers == []
+    refused = [reason for text, reason in script.refused if text.startswith("Age at onset")]
+    assert refused == ["onset at 14.0 is after the current age 12.0"]
+    assert data["age_at_onset_years"] == 10.5
+
+
+def test_more_sites_than_lesions_and_a_fracture_without_a_vertebra_are_refused_at_once(vocab):
+    script = Script(_answers(**{"Number of lesions": ["1"], "Sites": ["vertebra tibia", "vertebra"],
+                                "Vertebral fracture": ["yes"]}))
+    interview(vocab, script.ask, script.confirm, script.say)
+    assert ("Sites", "2 sites listed but lesions.count is 1") in [
+        (text.split(" (")[0].split(",")[0], reason) for text, reason in script.refused]
+    script = Script(_answers(**{"Sites": ["tibia"], "Vertebral fracture": ["yes", "no"]}))
+    interview(vocab, script.ask, script.confirm, script.say)
+    assert any("needs 'vertebra'" in reason for _, reason in script.refused)
+
+
+def test_two_ongoing_courses_of_one_drug_are_refused_at_once(vocab):
+    answers = [a for a in _answers() if a[0] not in ("Change an answer",)]
+    cut = [i for i, (p, _) in enumerate(answers) if p == "Add a treatment"][-1]
+    extra = [("Add a treatment", ["yes"]), ("  Drug or class", ["methotrexate"]),
+             ("  How long", ["1m"]), ("  Response", ["partial"]), ("  Adverse events", [""]),
+             ("  Still ongoing", ["yes", "no"])]
+    script = Script(answers[:cut] + extra + answers[cut:] + [("Change an answer", [""])])
+    data = interview(vocab, script.ask, script.confirm, script.say)
+    assert any("listed twice as ongoing" in reason for _, reason in script.refused)
+    assert [t.get("ongoing", False) for t in data["treatments"]] == [False, True, False]
+
+
+def test_the_review_changes_an_answer_and_asks_again_what_it_contradicts(vocab, file_profile):
+    # lower the age to 9: the onset of 10.5 now contradicts it and is asked again
+    script = Script(_answers(review=["2", ("Age in years", "9"), ("Age at onset", "8"),
+                                     ("Change an answer", "")]))
+    data = interview(vocab, script.ask, script.confirm, script.say)
+    assert script.answers == []
+    assert data["age_years"] == 9 and data["age_at_onset_years"] == 8
+    assert any("after the current age 9" in line for line in script.said)
+    assert validate_profile(data, vocab).age_years == 9
+
+
+def test_stopping_at_the_review_hands_back_the_answers(vocab):
+    from cno_pathway.patient.intake import InterviewStopped
+
+    script = Script(_answers(review=["q"]))
+    with pytest.raises(InterviewStopped) as stopped:
+        interview(vocab, script.ask, script.confirm, script.say)
+    assert validate_profile(stopped.value.data, vocab).id == "same-patient"
+
+
+def test_durations_with_units_in_the_interview(vocab):
+    script = Script(_answers(**{"  How long": ["two weeks", "2w"]}))
+    data = interview(vocab, script.ask, script.confirm, script.say)
+    assert [t["months"] for t in data["treatments"]] == [0.46, 0.46]
+    assert any("is not a duration" in reason for _, reason in script.refused)
+
+
+def test_what_if_takes_a_duration_with_its_unit(tmp_path, fixture_env):
+    result = CliRunner().invoke(main, ["consult", *CLI_FLAGS, "-f", "json",
+                                       "--what-if", "treatments+=etanercept:3w:none"])
+    assert result.exit_code == 0, result.output

@@ -346,3 +346,8 @@ def test_typed_arguments_are_cleaned_in_errors(env, args):
     proc = run(args, env)
     assert proc.returncode == 2 and b"Traceback" not in proc.stderr
     assert_clean(proc.stderr.decode())
+
+
+def test_a_full_disk_behind_o_is_one_line_and_exit_1(env):
+    proc = run(["consult", CASE, "-o", "/dev/full"], env)
+    assert "No space left" in one_line_error(proc, 1)
