@@ -31,6 +31,17 @@ def clean(text: str) -> str:
     return _CONTROL.sub("", _SEQUENCE.sub("", text))
 
 
+_COLOUR = re.compile(r"(\x1b\[[0-9;]*m)")
+
+
+def clean_keeping_colour(text: str) -> str:
+    """As clean(), but the colour codes (SGR: ESC [ digits m) that our own templates add stay."""
+    if text.isascii() and "\x1b" not in text:
+        return clean(text)
+    return "".join(part if _COLOUR.fullmatch(part) else clean(part)
+                   for part in _COLOUR.split(text))
+
+
 def clean_line(text: str) -> str:
     """One line for a message: as clean(), with line breaks shown as spaces."""
     return clean(text.replace("\r\n", " ").replace("\n", " ").replace("\r", " "))

@@ -351,3 +351,53 @@ def test_typed_arguments_are_cleaned_in_errors(env, args):
 def test_a_full_disk_behind_o_is_one_line_and_exit_1(env):
     proc = run(["consult", CASE, "-o", "/dev/full"], env)
     assert "No space left" in one_line_error(proc, 1)
+
+
+def test_colour_keeps_only_our_colour_codes(env):
+    proc = run(["consult", HOSTILE / "escape-in-id.yaml", "--color"], env)
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout.decode()
+    assert "\x1b[" in text  # our colours
+    import re
+
+    without_colours = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    assert_clean(without_colours)
+
+
+# -- the helpers themselves -----------------------------------------------------------------------
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+from cno_pathway.terminal import (clean, clean_keeping_colour, clean_line, did_you_mean,  # noqa: E402
+                                  json_safe, plural)
+
+FORBIDDEN = set(map(chr, range(0x00, 0x20))) - {"\n", "\t"} | set(map(chr, range(0x7f, 0xa0))) \
+    | {"\u061c", "\u200e", "\u200f"} | set(map(chr, range(0x202a, 0x202f))) \
+    | set(map(chr, range(0x2066, 0x206a)))
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8") | st.sampled_from(sorted(FORBIDDEN))))
+def test_clean_leaves_nothing_a_terminal_acts_on(text):
+    cleaned = clean(text)
+    assert not set(cleaned) & FORBIDDEN
+    assert clean(cleaned) == cleaned
+    assert "\n" not in clean_line(text) and not set(clean_line(text)) & FORBIDDEN
+
+
+@given(st.text())
+def test_json_safe_means_the_same_json(text):
+    encoded = json.dumps({"v": text}, ensure_ascii=False)
+    safe = json_safe(encoded)
+    assert json.loads(safe) == {"v": text}
+    assert not set(safe) & FORBIDDEN
+
+
+def test_the_helpers_in_examples():
+    assert clean("a\x1b]0;title\x07b\x1b[31mc\u202ed\r\n") == "abcd\n"
+    assert clean_keeping_colour("\x1b[1mbold\x1b[0m\x1b]8;;x\x07\u202e") == "\x1b[1mbold\x1b[0m"
+    assert plural(1, "error") == "1 error" and plural(0, "error") == "0 errors"
+    assert plural(2, "teaching case") == "2 teaching cases"
+    assert did_you_mean("CNO-MON-MRX", ["CNO-MON-MRI", "CNO-FL-NAPROXEN"]) == \
+        "; did you mean CNO-MON-MRI?"
+    assert did_you_mean("zzzz", ["CNO-MON-MRI"]) == ""
+    assert did_you_mean("x" * 10_000 + "MRI", ["CNO-MON-MRI"]) == ""  # bounded, no hang

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import click
 
-from ..terminal import Settings, clean, colour_wanted, did_you_mean, json_safe, pager_wanted
+from ..terminal import (Settings, clean, clean_keeping_colour, colour_wanted, did_you_mean,
+                        json_safe, pager_wanted)
 
 FORMATS = ("text", "markdown", "html", "json")
 _EXTENSIONS = {".txt": "text", ".text": "text", ".md": "markdown", ".markdown": "markdown",
@@ -104,11 +105,11 @@ def use_colour(output: Path | None) -> bool:
 def _safe(text: str, fmt: str | None, colour: bool) -> str:
     """Nothing in the output can drive a terminal: control characters are removed from text
     formats and escaped in JSON; the colours our own templates add are kept when asked for."""
-    if fmt is None or fmt == "yaml" or colour:
+    if fmt is None or fmt == "yaml":
         return text
     if fmt == "json":
         return json_safe(text)
-    return clean(text)
+    return clean_keeping_colour(text) if colour else clean(text)
 
 
 def emit(text: str, *, fmt: str | None = "text", colour: bool = False) -> None:

@@ -22,7 +22,7 @@ from ..resources import rules_dir as resolve_rules_dir, seeds_dir
 from ..knowledge.rulebook import load_rulebook
 from ..knowledge.vocabulary import load_vocabulary
 from ..teaching.whatif import FORMATS as WHAT_IF_FORMATS, render_what_if, what_if
-from ..terminal import clean, plural
+from ..terminal import clean, clean_keeping_colour, plural
 from .common import (FORMATS, Group, emit, load_pathway, output_option, pick_format,
                      rules_option, terminal_options, use_colour, write_output)
 
@@ -119,7 +119,7 @@ def demo(case_name, no_pause, fmt, output, rules_dir):
         write_output(render_demo(walk, fmt, pathway_.vocabulary, colour=colour), output, fmt=fmt,
                      colour=colour)
         return
-    shown = (lambda text: text) if colour else clean
+    shown = clean_keeping_colour if colour else clean
     head, *steps, foot = render_demo_parts(walk, pathway_.vocabulary, colour=colour)
     sys.stdout.write(shown(head))
     for number, part in enumerate(steps, start=1):
