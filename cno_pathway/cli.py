@@ -233,6 +233,15 @@ def run() -> None:
     except KeyboardInterrupt:
         _interrupted()
         code = INTERRUPTED
+    except BrokenPipeError:  # `--help | head -1`: the reader has what it wanted
+        _silence_stdout()
+    except OSError as exc:  # writing --help or --version to a full or closed stream
+        _silence_stdout()
+        try:
+            click.echo(f"cno-pathway: error: {environment_message(exc)}", err=True)
+        except (OSError, ValueError):
+            pass
+        code = 1
     finally:
         _start_up_done()
         gc.freeze()  # the process ends now: no last rescan of objects the exit frees anyway

@@ -123,7 +123,8 @@ def test_ctrl_c_exits_130(env, args):
 # -- standard streams -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize("args", [["consult", CASE], ["rules", "list"], ["evidence", "list"],
-                                  ["cases", "list"], ["rules", "show", "CNO-FL-NAPROXEN"]])
+                                  ["cases", "list"], ["rules", "show", "CNO-FL-NAPROXEN"],
+                                  ["--help"], ["consult", "--help"], ["--version"]])
 def test_a_full_stdout_is_one_line_and_exit_1(env, args):
     with open("/dev/full", "wb") as full:
         proc = run(args, env, stdout=full)
@@ -133,6 +134,8 @@ def test_a_full_stdout_is_one_line_and_exit_1(env, args):
 def test_a_closed_stdout_is_one_line_and_exit_1(env, tmp_path):
     proc = run(["consult", CASE], env, shell_prefix='exec "$@" >&-')
     assert "standard output is closed" in one_line_error(proc, 1)
+    helped = run(["consult", "--help"], env, shell_prefix='exec "$@" >&-')
+    assert "standard output is closed" in one_line_error(helped, 1)
     out = tmp_path / "c.txt"
     to_file = run(["consult", CASE, "-o", out], env, shell_prefix='exec "$@" >&-')
     assert to_file.returncode == 0 and out.read_text(encoding="utf-8").startswith("CNO PATHWAY")
