@@ -70,7 +70,7 @@ ANSWERS = [
     ("Pain", ["yes"]),
     ("Swelling", ["no"]),
     ("Functional impairment", [""]),
-    ("Active lesions on mri", ["unknown"]),
+    ("Active lesions on MRI", ["unknown"]),
     ("New lesions", ["-"]),
     ("CRP", ["16"]),
     ("ESR", ["30"]),

@@ -15,7 +15,7 @@ from tests.terminal_session import Session, base_env
 
 # the questions after the onset, in order, answered with Enter (their default) unless given
 LATER = ["Diagnosis", "Number of lesions", "Sites", "Vertebral fracture", "Symmetric",
-         "Latest imaging", "Pain", "Swelling", "Functional impairment", "Active lesions on mri",
+         "Latest imaging", "Pain", "Swelling", "Functional impairment", "Active lesions on MRI",
          "New lesions", "CRP", "ESR", "Blood count normal", "Associated features", "Red flags",
          "Biopsy", "HLA-B27"]
 

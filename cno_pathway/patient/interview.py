@@ -22,6 +22,7 @@ from ..errors import ProfileError
 from ..knowledge.vocabulary import Vocabulary
 from .durations import EXAMPLES as DURATION_EXAMPLES, duration_words, parse_duration
 from .profile import Activity, validate_profile
+from ..wording import fact_words
 
 ACTIVITY = tuple(Activity.model_fields)
 _YES = {"yes": True, "true": True, "y": True, "no": False, "false": False, "n": False}
@@ -165,9 +166,9 @@ class _Interview:
                      _optional(word("imaging"))),
         ]
         for name in ACTIVITY:
-            words_ = name.replace("_", " ")
-            questions.append(Question(f"activity.{name}", words_.capitalize(),
-                                      f"{words_.capitalize()}? (yes/no/unknown)",
+            words_ = fact_words(f"activity.{name}")
+            words_ = words_[:1].upper() + words_[1:]
+            questions.append(Question(f"activity.{name}", words_, f"{words_}? (yes/no/unknown)",
                                       _yes_no_unknown, "unknown"))
         questions += [
             Question("labs.crp_mg_l", "CRP (mg/L)", "CRP in mg/L (blank if unknown)",
@@ -322,6 +323,8 @@ class _Interview:
             if problem is None:
                 return
             q = next((q for q in self.questions if _concerns(problem.field, q.key)), None)
+            if q is None and not _concerns(problem.field, "treatments"):
+                raise problem  # nothing to ask again: said as the file route would say it
             self.say(f"  {problem.message.splitlines()[0]}")
             if q is None:
                 self.say("  the treatments need entering again")
