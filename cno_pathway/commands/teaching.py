@@ -246,34 +246,38 @@ def run_case(name, fmt, output, explain, rules_dir):
     result = pathway_.consult(case.profile(pathway_.vocabulary), explain=explain)
     colour = use_colour(output) and fmt == "text"
     write_output(render_consult(result, fmt, colour=colour), output, fmt=fmt, colour=colour)
-    for line in case_differences(case, result, pathway_.vocabulary):
+    for line in case_differences(case, result, pathway_.rulebook):
         click.echo(f"cno-pathway: note: {clean(line)}", err=True)
 
 
-def case_differences(case: Case, result, vocabulary) -> list[str]:
+def case_differences(case: Case, result, rulebook) -> list[str]:
     """How a consult differs from what the case expects, in words: the expected rules it did
-    not give, the ones it gave beyond them, and the stage."""
+    not give, the ones it gave beyond them (each with its title), and the stage."""
     if not case.expect_suggestions and not case.expect_stage:
         return []
+    vocabulary = rulebook.vocabulary
+
+    def named(rule_id: str) -> str:
+        rule = rulebook.by_id.get(rule_id)
+        return f"{rule_id} ({rule.title})" if rule else f"{rule_id} (not in this rule base)"
+
     given = {s.rule for s in result.suggestions}
     expected = set(case.expect_suggestions)
-    titles = {s.rule: s.title for s in result.suggestions}
     out = []
     if case.expect_suggestions and given != expected:
-        out.append(f"the consult differs from what {case.name} expects")
         missing, extra = sorted(expected - given), sorted(given - expected)
         if missing:
-            out.append(f"  missing {plural(len(missing), 'rule')}: {', '.join(missing)}")
+            out.append(f"  missing {plural(len(missing), 'rule')}: "
+                       + "; ".join(named(r) for r in missing))
         if extra:
-            out.append(f"  extra {plural(len(extra), 'rule')}: "
-                       + ", ".join(f"{r} ({titles[r]})" if titles.get(r) else r for r in extra))
+            out.append(f"  extra {plural(len(extra), 'rule')}: " + "; ".join(named(r) for r in extra))
     if case.expect_stage and list(result.stage) != list(case.expect_stage):
         def words(stages):
             return "; ".join(vocabulary.stages[s].label if s in vocabulary.stages else s
                              for s in stages) or "none"
-        if not out:
-            out.append(f"the consult differs from what {case.name} expects")
         out.append(f"  stage: expected {words(case.expect_stage)}, got {words(result.stage)}")
+    if out:
+        out.insert(0, f"the consult differs from what {case.name} expects")
     return out
 
 
