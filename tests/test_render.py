@@ -119,24 +119,28 @@ RICH_RULES = """\
 RICH_REGIMENS = """\
 - id: naproxen-fixture
   therapy: naproxen
+  population: pediatric
   text: Naproxen 10 mg/kg/day, at most 1000 mg/day.
   steps:
     - {label: daily, dose: 10, unit: mg/kg, per: day, max: 1000, max_unit: mg}
   cites: [fixture-cohort#naproxen-dose]
 - id: ibuprofen-range
   therapy: ibuprofen
+  population: pediatric
   text: Ibuprofen 20-40 mg/kg/day, at most 1200 mg/day.
   steps:
     - {label: daily, dose: [20, 40], unit: mg/kg, per: day, max: 1200, max_unit: mg}
   cites: [render-cohort#doses]
 - id: pred-capped
   therapy: prednisolone
+  population: pediatric
   text: Prednisolone 2 mg/kg/day for 5 days, maximum 60 mg/day.
   steps:
     - {label: days 1-5, dose: 2, unit: mg/kg, per: day, max: 60, max_unit: mg}
   cites: [render-cohort#doses]
 - id: pamidronate-cycles
   therapy: pamidronate
+  population: pediatric
   text: Pamidronate day 1 0.5 mg/kg, days 2 and 3 1 mg/kg.
   steps:
     - {label: "day 1", dose: 0.5, unit: mg/kg, per: infusion}
@@ -299,7 +303,8 @@ def test_json_contract_names(rich):
         assert set(n) >= {"rule", "title", "therapy", "unmet"}
     pam = next(s for s in data["suggestions"] if s["rule"] == "CNO-ESC-PAMIDRONATE")
     assert pam["regimen"]["steps"][0] == {"label": "day 1", "mg_per_kg": [0.5, 0.5], "per": "infusion",
-                                          "max_mg": None, "computed_mg": [22.5, 22.5], "capped": False}
+                                          "max_mg": None, "computed_mg": [22.5, 22.5], "capped": False,
+                                          "formulary_max": None, "cap": None, "uncapped": True}
 
 
 # -- order -----------------------------------------------------------------------------------------

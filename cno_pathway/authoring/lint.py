@@ -23,6 +23,7 @@ from ..knowledge.conditions import All, Has, walk
 from ..engine.durable import MAX_RULES_PER_RULESET, Engine
 from ..errors import InputError, RuleError
 from ..engine.evaluation import reference_evaluate
+from ..knowledge.regimens import population_problems
 from ..knowledge.evidence import EvidenceLibrary, load_library
 from ..patient.facts import derive_facts
 from ..patient.profile import PatientProfile, validate_profile
@@ -293,6 +294,16 @@ def _regimens(book, library):
                     out.append(Problem("error", "E231", f"regimen {regimen.id}: {value:g} does not "
                                        "appear in any cited passage (no dose the sources do not "
                                        "give)", regimen.file, step.line))
+    if library is not None:  # who the dose was given to decides who gets mg (regimens.py)
+        def population_of(cite):
+            try:
+                return library.resolve(cite)[0].population
+            except KeyError:
+                return None  # reported as E212
+        for regimen, problem in population_problems(regimens, population_of):
+            if None not in {population_of(c) for c in regimen.cites}:
+                out.append(Problem("error", "E234", f"regimen {regimen.id}: {problem}",
+                                   regimen.file, regimen.line))
     return out
 
 

@@ -9,20 +9,21 @@ import click
 
 from ..consult.batch import BatchResult, run_batch
 from ..errors import InputError
-from .common import load_pathway, rules_option
+from .common import formulary_option, load_pathway, rules_option
 
 
 @click.command()
 @click.argument("file", type=click.Path(allow_dash=True, dir_okay=False))
 @click.option("--summary", is_flag=True, help="Print counts of stages and suggestions instead of consults.")
 @rules_option
-def batch(file, summary, rules_dir):
+@formulary_option
+def batch(file, summary, rules_dir, formulary):
     """Consult every profile of a JSON Lines FILE ('-' reads standard input).
 
     Writes one JSON consult a line. A bad line is reported on standard error with its line
     number and the others go on; the exit status is 2 when any line failed.
     """
-    pathway = load_pathway(rules_dir)
+    pathway = load_pathway(rules_dir, formulary)
     source = "<stdin>" if file == "-" else file
     try:
         stream = sys.stdin.buffer if file == "-" else open(file, "rb")

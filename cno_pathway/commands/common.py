@@ -70,11 +70,20 @@ def output_option(extensions: str, what: str = "the consult"):
                              f"its extension ({extensions}); '-' is standard output.")
 
 
+def formulary_option(func):
+    """--formulary FILE (or CNO_PATHWAY_FORMULARY): the hospital's maximum doses."""
+    return click.option("--formulary", "formulary", type=click.Path(dir_okay=False, path_type=Path),
+                        envvar="CNO_PATHWAY_FORMULARY", show_envvar=True,
+                        help="Local formulary (YAML): per-drug maximum doses, each with its "
+                             "reference; computed doses are capped at them. Default: "
+                             "formulary.yaml beside the rules, if there is one.")(func)
+
+
 @functools.lru_cache(maxsize=4)
-def load_pathway(rules_dir: Path | None):
+def load_pathway(rules_dir: Path | None, formulary: Path | None = None):
     from ..consult.consult import Pathway
 
-    return Pathway.load(rules_dir)
+    return Pathway.load(rules_dir, formulary=formulary)
 
 
 def to_stdout(output: Path | None) -> bool:

@@ -13,8 +13,8 @@ from ..patient.durations import EXAMPLES as DURATIONS
 from ..patient.intake import InterviewStopped, interview, profile_data_from_flags, profile_from_file
 from ..patient.profile import validate_profile
 from ..terminal import clean
-from .common import (FORMATS, load_pathway, output_option, pick_format, rules_option,
-                     terminal_options, use_colour, write_output)
+from .common import (FORMATS, formulary_option, load_pathway, output_option, pick_format,
+                     rules_option, terminal_options, use_colour, write_output)
 
 _FLAG_NAMES = ("id", "age", "sex", "weight", "onset_age", "diagnosis", "lesions", "site",
                "vertebral_fracture", "symmetric", "imaging", "activity", "crp", "esr",
@@ -66,8 +66,10 @@ _REQUIRED = " [required with flags]"
                    "(repeat for several edits): FIELD=VALUE, FIELD+=VALUE or FIELD-=VALUE, e.g. "
                    "vertebral_fracture=true, features+=psoriasis, treatments+=etanercept:3w:none.")
 @rules_option
+@formulary_option
 @terminal_options
-def consult(profile, interactive, save, fmt, output, explain, rules_dir, what_if_edits, **flags):
+def consult(profile, interactive, save, fmt, output, explain, rules_dir, what_if_edits, formulary,
+            **flags):
     """Run a consult for one patient.
 
     PROFILE is a YAML or JSON file ('-' reads standard input). Without it, describe the patient
@@ -79,7 +81,7 @@ def consult(profile, interactive, save, fmt, output, explain, rules_dir, what_if
     if routes != 1:
         raise click.UsageError("give exactly one of: a PROFILE file, patient flags, or --interactive")
     fmt = pick_format(fmt, output)  # an output it cannot write is refused before any question
-    pathway = load_pathway(rules_dir)
+    pathway = load_pathway(rules_dir, formulary)
     vocabulary = pathway.vocabulary
     if profile is not None:
         patient = profile_from_file(profile, vocabulary)

@@ -23,8 +23,8 @@ from ..knowledge.rulebook import load_rulebook
 from ..knowledge.vocabulary import load_vocabulary
 from ..teaching.whatif import FORMATS as WHAT_IF_FORMATS, render_what_if, what_if
 from ..terminal import clean, clean_keeping_colour, plural
-from .common import (FORMATS, Group, emit, load_pathway, output_option, pick_format,
-                     rules_option, terminal_options, use_colour, write_output)
+from .common import (FORMATS, Group, emit, formulary_option, load_pathway, output_option,
+                     pick_format, rules_option, terminal_options, use_colour, write_output)
 
 _DIAGRAM_EXTENSIONS = {".mmd": "mermaid", ".mermaid": "mermaid", ".dot": "dot", ".gv": "dot",
                        ".svg": "svg"}
@@ -53,12 +53,15 @@ def _case(name: str) -> Case:
 @output_option(".mmd, .dot, .svg", "the diagram")
 @click.option("--embed", type=click.Path(dir_okay=False, exists=True, path_type=Path),
               help="Write the Mermaid diagram into this Markdown file, between its "
-                   "generated-diagram markers (what `make diagram` does to README.md).")
+                   "generated-diagram markers, each alone on its line and present once (what "
+                   "`make diagram` does to README.md). A symlink is written through to its "
+                   "target; line endings are kept.")
 @rules_option
 @terminal_options
 def pathway(fmt, case_name, profile_path, output, embed, rules_dir):
-    """Draw the pathway from the rule base: stages, transitions and the suggestion rules at
-    each stage, labelled with therapy, kind and grade.
+    """Draw the pathway from the rule base, top to bottom in step-up order: the stages in
+    bands per pathway section, each listing its suggestions (kind, therapy, grade); the rules
+    that apply at any stage in one band. Rule ids are tooltips (SVG) or comments (Mermaid).
 
     With --case or --profile, the stages that patient reaches, the rules that fire and the
     stage where they stand are highlighted.
@@ -80,8 +83,9 @@ def pathway(fmt, case_name, profile_path, output, embed, rules_dir):
     graph = diagram.build_graph(book, evaluation, patient=patient)
     text = diagram.render(graph, fmt)
     if embed is not None:
-        markdown = embed.read_text(encoding="utf-8")
-        write_output(diagram.embed_mermaid(markdown, text, source=str(embed)), embed)
+        # through a symlink to its target; line endings and every line outside the block kept
+        markdown = diagram.read_markdown(embed)
+        diagram.write_markdown(embed, diagram.embed_mermaid(markdown, text, source=str(embed)))
         if output is None:
             return
     write_output(text, output, fmt=fmt)
@@ -101,8 +105,9 @@ def _terminal() -> bool:
               help="text (default), or markdown / html for one handout of the whole walk-through.")
 @output_option(".txt, .md, .html", "the walk-through")
 @rules_option
+@formulary_option
 @terminal_options
-def demo(case_name, no_pause, fmt, output, rules_dir):
+def demo(case_name, no_pause, fmt, output, rules_dir, formulary):
     """Replay a teaching case one treatment at a time.
 
     Step 1 is the patient before any treatment; each next step adds the next treatment of the
@@ -111,7 +116,7 @@ def demo(case_name, no_pause, fmt, output, rules_dir):
     name from `cno-pathway cases list` or the path of a case file.
     """
     fmt = pick_format(fmt, output, _DEMO_EXTENSIONS)
-    pathway_ = load_pathway(rules_dir)
+    pathway_ = load_pathway(rules_dir, formulary)
     walk = replay(pathway_, _case(case_name))
     colour = use_colour(output) and fmt == "text"
     interactive = not no_pause and fmt == "text" and output is None and _terminal()
@@ -236,13 +241,14 @@ def show_case(name, fmt, rules_dir):
 @output_option(".txt, .md, .html, .json")
 @click.option("--explain", is_flag=True, help="Show every rule not suggested and why.")
 @rules_option
+@formulary_option
 @terminal_options
-def run_case(name, fmt, output, explain, rules_dir):
+def run_case(name, fmt, output, explain, rules_dir, formulary):
     """The consult of a teaching case (and a note on standard error when it differs from what
     the case expects)."""
     fmt = pick_format(fmt, output)
     case = _case(name)
-    pathway_ = load_pathway(rules_dir)
+    pathway_ = load_pathway(rules_dir, formulary)
     result = pathway_.consult(case.profile(pathway_.vocabulary), explain=explain)
     colour = use_colour(output) and fmt == "text"
     write_output(render_consult(result, fmt, colour=colour), output, fmt=fmt, colour=colour)

@@ -18,7 +18,8 @@ from ..engine.evaluation import Evaluation
 from ..knowledge.evidence import EvidenceLibrary, load_library
 from ..patient.facts import ADULT_AGE, FACT_SCHEMA, derive_facts, not_tolerated
 from ..patient.profile import PatientProfile
-from ..knowledge.regimens import compute_step
+from ..knowledge.formulary import Formulary, find_formulary, load_formulary
+from ..knowledge.regimens import ADULT_MESSAGES, dose_plan, population_problems
 from ..resources import rules_dir, seeds_dir
 from ..knowledge.rulebook import Rule, RuleBook, load_rulebook
 from ..wording import plain_number
@@ -183,16 +184,20 @@ class Consult:
 class Pathway:
     """The loaded knowledge: rule base, evidence library and compiled engine."""
 
-    def __init__(self, rulebook: RuleBook, library: EvidenceLibrary):
+    def __init__(self, rulebook: RuleBook, library: EvidenceLibrary,
+                 formulary: Formulary | None = None):
         self.rulebook = rulebook
         self.library = library
+        self.formulary = formulary      # the hospital's maximum doses, when one is given
         self.value_order = {"stage": list(rulebook.vocabulary.stages)}
         self.engine = Engine(rulebook.active, self.value_order)
 
     @classmethod
-    def load(cls, rules: str | Path | None = None, seeds: str | Path | None = None) -> "Pathway":
+    def load(cls, rules: str | Path | None = None, seeds: str | Path | None = None,
+             formulary: str | Path | None = None) -> "Pathway":
         """Parse and check the rule base and the evidence (from the knowledge cache when their
-        content was parsed before), then compile the engine."""
+        content was parsed before), then compile the engine. The local formulary is the file
+        given, else `formulary.yaml` beside the rules, else none."""
         from ..knowledge.cache import cached
 
         rdir, sdir = Path(rules_dir(rules)), Path(seeds_dir(seeds))
@@ -204,7 +209,9 @@ class Pathway:
             return rulebook, library
 
         rulebook, library = cached([rdir, sdir], build)
-        return cls(rulebook, library)
+        found = find_formulary(rdir, formulary)
+        return cls(rulebook, library,
+                   load_formulary(found, rulebook.vocabulary) if found is not None else None)
 
     @property
     def vocabulary(self):
@@ -306,10 +313,13 @@ class Pathway:
         if regimen_id is None:
             return None
         regimen = self.rulebook.regimens.get(regimen_id)
-        steps = [compute_step(step, profile.weight_kg) for step in regimen.steps]
-        text = regimen.text if steps else (regimen.text or self.rulebook.messages.get("no_dose", ""))
-        return {"id": regimen.id, "text": text, "steps": steps,
-                "weight_kg": profile.weight_kg if steps else None,
+        plan = dose_plan(regimen, profile.weight_kg, profile.age_years, self.formulary)
+        if not regimen.steps:
+            plan["text"] = regimen.text or self.rulebook.messages.get("no_dose", "")
+        message = ADULT_MESSAGES.get(plan["not_computed"])
+        plan["adult_dose"] = (self.rulebook.messages.get(message, "").replace(
+            "{population}", regimen.population or "") or None) if message else None
+        return {"id": regimen.id, **plan,
                 "where": f"{regimen.file}:{regimen.line}" if regimen.line else regimen.file}
 
     def _therapy_label(self, therapy: str | None) -> str | None:
@@ -448,6 +458,14 @@ def check_citations(rulebook: RuleBook, library: EvidenceLibrary) -> None:
             except KeyError as exc:
                 raise RuleError(f"regimen {regimen.id}: citation {cite!r}: {exc.args[0]}",
                                 file=regimen.file, line=regimen.line) from None
+    missing = [m for m in ADULT_MESSAGES.values() if not rulebook.messages.get(m)]
+    if missing and any(r.steps for r in rulebook.regimens.by_id.values()):
+        raise RuleError(f"messages lacks {', '.join(missing)}: what an adult's consult says in "
+                        "place of a dose computed from a regimen", file="rulebook.yaml",
+                        field="messages")
+    for regimen, problem in population_problems(
+            rulebook.regimens, lambda cite: library.resolve(cite)[0].population):
+        raise RuleError(f"regimen {regimen.id}: {problem}", file=regimen.file, line=regimen.line)
     for cls in rulebook.vocabulary.drug_classes.values():
         for cite in cls.adequate_trial_basis:
             try:

@@ -25,7 +25,8 @@ from ..yamlio import Document, read_document, short_label
 RULEBOOK_FILE = "rulebook.yaml"
 REGIMENS_FILE = "regimens.yaml"
 VOCABULARY_FILE = "vocabulary.yaml"
-RESERVED_FILES = (RULEBOOK_FILE, VOCABULARY_FILE, REGIMENS_FILE)
+FORMULARY_FILE = "formulary.yaml"   # a hospital's maximum doses (knowledge/formulary.py), not rules
+RESERVED_FILES = (RULEBOOK_FILE, VOCABULARY_FILE, REGIMENS_FILE, FORMULARY_FILE)
 
 KINDS = ("recommend", "consider", "avoid", "alert", "investigate", "monitor")
 STATUSES = ("draft", "reviewed", "retired")
