@@ -26,6 +26,11 @@ def rules_dir(override: str | os.PathLike | None = None) -> Path:
     return Path(chosen) if chosen else _data_dir("rules")
 
 
+def builtin_rules_dir() -> Path:
+    """The rule base that ships with the program (whatever --rules or the environment say)."""
+    return _data_dir("rules")
+
+
 def seeds_dir(override: str | os.PathLike | None = None) -> Path:
     chosen = override or os.environ.get("CNO_PATHWAY_SEEDS")
     return Path(chosen) if chosen else _data_dir("seeds")
@@ -36,6 +41,9 @@ def templates_dir() -> Path:
 
 
 def examples_dir() -> Path | None:
-    """Teaching cases: in a checkout only (they are documentation, not shipped data)."""
-    candidate = _PACKAGE.parent / "examples"
-    return candidate if candidate.is_dir() else None
+    """Teaching cases: inside the package in a wheel (`cno_pathway/_data/examples`), beside it in
+    a checkout; None if neither is there."""
+    try:
+        return _data_dir("examples")
+    except FileNotFoundError:
+        return None

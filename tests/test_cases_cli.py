@@ -97,3 +97,38 @@ def test_unknown_case_exits_2(runner, command):
     assert result.exit_code == 2
     assert "unknown teaching case 'no-such-case'" in result.stderr
     assert CASES[0].name in result.stderr
+
+
+def test_run_names_the_missing_rules_of_an_edited_rule_base(runner, tmp_path):
+    """A rule author retires a rule: `cases run` says which rule the case now misses, by id and
+    title, in words rather than as a Python list."""
+    import shutil
+
+    from cno_pathway.commands.common import load_pathway
+    from cno_pathway.resources import builtin_rules_dir
+
+    mine = tmp_path / "rules"
+    shutil.copytree(builtin_rules_dir(), mine)
+    monitoring = mine / "60-monitoring.yaml"
+    text = monitoring.read_text(encoding="utf-8")
+    head = "- id: CNO-MON-VERTEBRAL-MRI\n"
+    start = text.index(head)
+    status = text.index("  status: reviewed\n", start)
+    monitoring.write_text(text[:status] + "  status: retired\n"
+                          + text[status + len("  status: reviewed\n"):], encoding="utf-8")
+    load_pathway.cache_clear()
+    try:
+        result = _run(runner, "cases", "run", "vertebral-fracture", "--rules", str(mine),
+                      "-f", "json")
+    finally:
+        load_pathway.cache_clear()
+    assert result.exit_code == 0, result.output
+    notes = [line for line in result.stderr.splitlines() if line.startswith("cno-pathway: note:")]
+    assert notes[0].endswith("the consult differs from what vertebral-fracture expects")
+    from cno_pathway.knowledge.rulebook import load_rulebook
+
+    title = load_rulebook(mine).by_id["CNO-MON-VERTEBRAL-MRI"].title
+    assert notes[1] == f"cno-pathway: note:   missing 1 rule: CNO-MON-VERTEBRAL-MRI ({title})"
+    assert "extra" not in result.stderr and "['" not in result.stderr
+    unchanged = _run(runner, "cases", "run", "vertebral-fracture", "-f", "json")
+    assert unchanged.exit_code == 0 and "note" not in unchanged.stderr

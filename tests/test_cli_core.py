@@ -195,7 +195,7 @@ def test_bad_stdin(runner, fixture_env):
 def test_bad_flags_exit_2_naming_the_field(runner, fixture_env):
     message = _error_line(_consult(runner, "--age", "10", "--diagnosis", "cno", "--lesions", "1",
                                    "--tried", "naproxen:four:none"))
-    assert "--tried naproxen:four:none" in message and "not a number" in message
+    assert "--tried naproxen:four:none" in message and "is not a duration" in message
     message = _error_line(_consult(runner, "--age", "10", "--diagnosis", "cnoo", "--lesions", "1"))
     assert "flags: diagnosis: unknown diagnosis 'cnoo'; did you mean cno" in message
     message = _error_line(_consult(runner, "--age", "10", "--diagnosis", "cno", "--lesions", "1",

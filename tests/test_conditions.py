@@ -177,13 +177,13 @@ def test_walk_and_leaves():
     (eq("vertebral", False), "vertebral is no"),
     (eq("vertebral", True), "vertebral is yes"),
     (cmp("ne", "sex", "male"), "sex is not male"),
-    (cmp("gt", "labs.crp_mg_l", 20.0), "labs crp mg l is above 20"),
-    (cmp("gte", "age_years", 17.5), "age years is at least 17.5"),
-    (cmp("lt", "lesions.count", 2.0), "lesions count is below 2"),
+    (cmp("gt", "labs.crp_mg_l", 20.0), "CRP (mg/L) is above 20"),
+    (cmp("gte", "age_years", 17.5), "age (years) is at least 17.5"),
+    (cmp("lt", "lesions.count", 2.0), "number of lesions is below 2"),
     (cmp("lte", "red_flag_count", 0.0), "red flag count is at most 0"),
     (cmp("in", "diagnosis", ("cno", "crmo")), "diagnosis is one of cno, crmo"),
-    (present("weight_kg"), "weight kg is stated"),
-    (absent("weight_kg"), "weight kg is not stated"),
+    (present("weight_kg"), "weight (kg) is stated"),
+    (absent("weight_kg"), "weight (kg) is not stated"),
     (not_(eq("vertebral", True)), "not (vertebral is yes)"),
     (all_(eq("vertebral", True), absent("sex")), "vertebral is yes and sex is not stated"),
     (any_(eq("vertebral", True), absent("sex")), "either vertebral is yes or sex is not stated"),
@@ -208,7 +208,7 @@ def test_unmet_lists_each_failing_part_with_the_actual_value():
     reasons = unmet(condition, FACTS, label=lambda v: v.upper())
     assert reasons == [
         "needs failed classes include NSAID, GLUCOCORTICOID; failed classes: NSAID",
-        "needs weight kg is above 30; weight kg not stated",
+        "needs weight (kg) is above 30; weight (kg) not stated",
         "needs sex is MALE; sex: FEMALE",
         "needs stage include NSAID_REFRACTORY; stage: none",
     ]

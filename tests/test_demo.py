@@ -161,7 +161,7 @@ class _TagBalance(HTMLParser):
 
 def test_pauses_between_steps_only_at_a_terminal(runner, monkeypatch):
     pauses = []
-    monkeypatch.setattr(teaching.click, "pause", lambda *a, **k: pauses.append(a))
+    monkeypatch.setattr(teaching, "_pause", lambda *a, **k: pauses.append(a))
     monkeypatch.setattr(teaching, "_terminal", lambda: True)
     paused = _demo(runner, "steroid-relapse")
     assert paused.exit_code == 0, paused.output

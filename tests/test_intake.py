@@ -70,7 +70,7 @@ ANSWERS = [
     ("Pain", ["yes"]),
     ("Swelling", ["no"]),
     ("Functional impairment", [""]),
-    ("Active lesions on mri", ["unknown"]),
+    ("Active lesions on MRI", ["unknown"]),
     ("New lesions", ["-"]),
     ("CRP", ["16"]),
     ("ESR", ["30"]),
@@ -81,17 +81,18 @@ ANSWERS = [
     ("HLA-B27", ["negative"]),
     ("Add a treatment", ["yes"]),
     ("  Drug or class", ["naproxen"]),
-    ("  Months given", ["4"]),
+    ("  How long", ["4"]),
     ("  Response", ["great", "none"]),
     ("  Adverse events", [""]),
     ("  Still ongoing", ["no"]),
     ("Add a treatment", ["yes"]),
     ("  Drug or class", ["methotrexate"]),
-    ("  Months given", ["3"]),
+    ("  How long", ["3"]),
     ("  Response", ["partial"]),
     ("  Adverse events", ["gastrointestinal"]),
     ("  Still ongoing", ["yes"]),
     ("Add a treatment", ["no"]),
+    ("Change an answer", [""]),
 ]
 
 
@@ -164,13 +165,18 @@ def test_the_interview_gives_the_same_profile(file_profile, vocab):
         return [reason for text, reason in script.refused if text.startswith(prefix)]
 
     assert len(script.refused) == 7
-    assert reasons("Age in years") == ["a number, please", "between 0.01 and 100, please"]
+    assert reasons("Age in years")[0] == "a number, please (like 12 or 12.5)"
+    assert "greater than 0" in reasons("Age in years")[1]  # the profile's own check
     assert "unknown sex 'F'" in reasons("Sex")[0]
-    assert reasons("Number of lesions") == ["a number, please"]
+    assert reasons("Number of lesions") == ["a number, please (a whole number like 3)"]
     assert "did you mean tibia" in reasons("Sites")[0]
     assert reasons("Vertebral fracture") == ["yes, no or unknown, please"]
     assert "unknown response 'great'" in reasons("  Response")[0]
-    assert script.said == ["  added naproxen", "  added methotrexate"]
+    assert script.said[:2] == ["  added naproxen", "  added methotrexate"]
+    review = "\n".join(script.said[2:])  # every answer shown before the consult runs
+    assert "Your answers:" in review
+    assert "Age at onset" in review and "10.5" in review
+    assert "naproxen 4 months none; methotrexate 3 months partial (gastrointestinal, ongoing)" in review
 
 
 def test_the_same_facts_by_any_route(file_profile, vocab):
@@ -209,7 +215,8 @@ def test_interactive_cli_rechecks_a_refused_answer(tmp_path, fixture_env):
     assert "unknown site 'tibai'; did you mean tibia?" in result.stderr
     assert "a number, please" in result.stderr
     assert "unknown response 'great'" in result.stderr
-    assert "added methotrexate" in result.stdout
+    assert "added methotrexate" in result.stderr and "Your answers:" in result.stderr
+    assert "Age in years" not in result.stdout  # questions on the terminal, never on stdout
 
 
 # -- --save ---------------------------------------------------------------------------------------
@@ -252,17 +259,29 @@ def test_save_without_a_path_directory_fails_cleanly(tmp_path, fixture_env):
                                                 "adverse_events": ["psoriasis"]}),
     ("Zoledronic acid:1:complete", {"drug": "Zoledronic acid", "months": 1.0, "response": "complete"}),
     ("naproxen:4:none:", {"drug": "naproxen", "months": 4.0, "response": "none"}),
+    ("prednisolone:10d:relapse", {"drug": "prednisolone", "months": 0.3285, "response": "relapse"}),
+    ("etanercept:3w:none", {"drug": "etanercept", "months": 0.6899, "response": "none"}),
+    ("etanercept:3 weeks:none", {"drug": "etanercept", "months": 0.6899, "response": "none"}),
+    ("naproxen:4m:none", {"drug": "naproxen", "months": 4.0, "response": "none"}),
+    ("naproxen:1y:none", {"drug": "naproxen", "months": 12.0, "response": "none"}),
+    ("naproxen:1.5M:none", {"drug": "naproxen", "months": 1.5, "response": "none"}),
 ])
 def test_parse_tried_formats(vocab, spec, entry):
     assert parse_tried(spec, vocab) == entry
 
 
 @pytest.mark.parametrize("spec, words", [
-    ("naproxen", "DRUG:MONTHS:RESPONSE"),
-    ("naproxen:4", "DRUG:MONTHS:RESPONSE"),
-    ("", "DRUG:MONTHS:RESPONSE"),
-    ("naproxen:four:none", "months 'four' is not a number"),
-    ("naproxen::none", "months '' is not a number"),
+    ("naproxen", "DRUG:DURATION:RESPONSE"),
+    ("naproxen:4", "DRUG:DURATION:RESPONSE"),
+    ("", "DRUG:DURATION:RESPONSE"),
+    ("naproxen:four:none", "'four' is not a duration"),
+    ("naproxen::none", "'' is not a duration"),
+    ("naproxen:-1:none", "'-1' is not a duration"),
+    ("naproxen:nan:none", "'nan' is not a duration"),
+    ("naproxen:3 fortnights:none", "is not a duration (write 10d, 3w, 4m or 1y"),
+    ("naproxen:0x10:none", "'0x10' is not a duration"),
+    ("naproxen:1_0:none", "'1_0' is not a duration"),
+    ("naproxen:04:none", "'04' is not a duration"),
 ])
 def test_parse_tried_errors(vocab, spec, words):
     with pytest.raises(ProfileError) as caught:
@@ -273,8 +292,7 @@ def test_parse_tried_errors(vocab, spec, words):
 
 @pytest.mark.parametrize("spec, field, words", [
     ("aspirin:4:none", "treatments[0].drug", "unknown drug 'aspirin'"),
-    ("naproxen:-1:none", "treatments[0].months", "greater than or equal to 0"),
-    ("naproxen:nan:none", "treatments[0].months", "finite number"),
+    ("naproxen:1201:none", "treatments[0].months", "less than or equal to 1200"),
     ("naproxen:4:maybe", "treatments[0].response", "unknown response"),
     ("naproxen:4:none:rashh", "treatments[0].adverse_events", "did you mean rash"),
 ])
@@ -345,3 +363,78 @@ def test_json_file_route(tmp_path, vocab, file_profile):
     path = tmp_path / "patient.json"
     path.write_text(json.dumps(yaml.safe_load(PROFILE_YAML)), encoding="utf-8")
     assert profile_from_file(path, vocab) == file_profile
+
+
+# -- the interview checks each answer against the others, and reviews them all --------------------
+
+def _answers(**changes):
+    """ANSWERS with some prompts' replies replaced, and extra steps at the review."""
+    review = changes.pop("review", [""])
+    out = [(prompt, changes.get(prompt, replies)) for prompt, replies in ANSWERS
+           if prompt != "Change an answer"]
+    return out + [("Change an answer", review[:1])] + [(p, [r]) for p, r in review[1:]]
+
+
+def test_an_onset_after_the_current_age_is_refused_at_once(vocab):
+    script = Script(_answers(**{"Age at onset": ["14", "10.5"]}))
+    data = interview(vocab, script.ask, script.confirm, script.say)
+    assert script.answers == []
+    refused = [reason for text, reason in script.refused if text.startswith("Age at onset")]
+    assert refused == ["onset at 14.0 is after the current age 12.0"]
+    assert data["age_at_onset_years"] == 10.5
+
+
+def test_more_sites_than_lesions_and_a_fracture_without_a_vertebra_are_refused_at_once(vocab):
+    script = Script(_answers(**{"Number of lesions": ["1"], "Sites": ["vertebra tibia", "vertebra"],
+                                "Vertebral fracture": ["yes"]}))
+    interview(vocab, script.ask, script.confirm, script.say)
+    assert ("Sites", "2 sites listed but lesions.count is 1") in [
+        (text.split(" (")[0].split(",")[0], reason) for text, reason in script.refused]
+    script = Script(_answers(**{"Sites": ["tibia"], "Vertebral fracture": ["yes", "no"]}))
+    interview(vocab, script.ask, script.confirm, script.say)
+    assert any("needs 'vertebra'" in reason for _, reason in script.refused)
+
+
+def test_two_ongoing_courses_of_one_drug_are_refused_at_once(vocab):
+    answers = [a for a in _answers() if a[0] not in ("Change an answer",)]
+    cut = [i for i, (p, _) in enumerate(answers) if p == "Add a treatment"][-1]
+    extra = [("Add a treatment", ["yes"]), ("  Drug or class", ["methotrexate"]),
+             ("  How long", ["1m"]), ("  Response", ["partial"]), ("  Adverse events", [""]),
+             ("  Still ongoing", ["yes", "no"])]
+    script = Script(answers[:cut] + extra + answers[cut:] + [("Change an answer", [""])])
+    data = interview(vocab, script.ask, script.confirm, script.say)
+    assert any("listed twice as ongoing" in reason for _, reason in script.refused)
+    assert [t.get("ongoing", False) for t in data["treatments"]] == [False, True, False]
+
+
+def test_the_review_changes_an_answer_and_asks_again_what_it_contradicts(vocab, file_profile):
+    # lower the age to 9: the onset of 10.5 now contradicts it and is asked again
+    script = Script(_answers(review=["2", ("Age in years", "9"), ("Age at onset", "8"),
+                                     ("Change an answer", "")]))
+    data = interview(vocab, script.ask, script.confirm, script.say)
+    assert script.answers == []
+    assert data["age_years"] == 9 and data["age_at_onset_years"] == 8
+    assert any("after the current age 9" in line for line in script.said)
+    assert validate_profile(data, vocab).age_years == 9
+
+
+def test_stopping_at_the_review_hands_back_the_answers(vocab):
+    from cno_pathway.patient.intake import InterviewStopped
+
+    script = Script(_answers(review=["q"]))
+    with pytest.raises(InterviewStopped) as stopped:
+        interview(vocab, script.ask, script.confirm, script.say)
+    assert validate_profile(stopped.value.data, vocab).id == "same-patient"
+
+
+def test_durations_with_units_in_the_interview(vocab):
+    script = Script(_answers(**{"  How long": ["two weeks", "2w"]}))
+    data = interview(vocab, script.ask, script.confirm, script.say)
+    assert [t["months"] for t in data["treatments"]] == [0.46, 0.46]
+    assert any("is not a duration" in reason for _, reason in script.refused)
+
+
+def test_what_if_takes_a_duration_with_its_unit(tmp_path, fixture_env):
+    result = CliRunner().invoke(main, ["consult", *CLI_FLAGS, "-f", "json",
+                                       "--what-if", "treatments+=etanercept:3w:none"])
+    assert result.exit_code == 0, result.output

@@ -100,7 +100,7 @@ def test_messages_say_what_is_wrong(tmp_path):
     schema = messages("schema")
     assert "unknown fact 'vertebrae'; did you mean vertebral?" in schema
     assert any(m.startswith("unknown operator 'equals'") for m in schema)
-    assert "this condition can never hold: lesions count is above 5 and lesions count is below 3" \
+    assert "this condition can never hold: number of lesions is above 5 and number of lesions is below 3" \
         in messages("never-true")
     assert "regimen naproxen-fixture: 1200 does not appear in any cited passage (no dose the " \
         "sources do not give)" in messages("dose-not-quoted")
@@ -228,7 +228,7 @@ def test_a_dead_alternative_in_context(parse_when, vocab):
     cond = parse_when("{all: [{gt: {lesions.count: 5}}, {any: [{lt: {lesions.count: 3}}, "
                       "{eq: {lesions.count: 7}}]}]}")
     dead = dead_alternatives(cond, vocab)
-    assert [why for _, why in dead] == ["lesions count is above 5 and lesions count is below 3"]
+    assert [why for _, why in dead] == ["number of lesions is above 5 and number of lesions is below 3"]
 
 
 def test_a_condition_too_large_to_expand_is_assumed_to_hold(parse_when, vocab):
@@ -258,7 +258,7 @@ def test_cli_exit_codes_and_json(tmp_path):
     result = runner.invoke(main, ["rules", "lint", str(rules), "--seeds", str(seeds)])
     assert result.exit_code == 1
     assert "rules/50-grade.yaml:2: error E211 [CNO-BROKEN-GRADE]: grade B is stronger" in result.output
-    assert result.output.endswith("1 errors, 0 warnings\n")
+    assert result.output.endswith("1 error, 0 warnings\n")
     data = json.loads(runner.invoke(main, ["rules", "lint", str(rules), "--seeds", str(seeds),
                                            "--format", "json"]).output)
     assert data["errors"] == 1 and data["warnings"] == 0

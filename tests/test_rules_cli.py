@@ -92,7 +92,7 @@ def test_rules_test_unknown_rule_is_bad_input():
 def test_coverage_of_the_fixture():
     result = run("coverage", FIXTURE_RULES)
     assert result.exit_code == 0 and "NEVER FIRED" not in result.output
-    assert "line 78: labs crp mg l is above 100 (never true)" in result.output
+    assert "line 78: CRP (mg/L) is above 100 (never true)" in result.output
     data = json.loads(run("coverage", FIXTURE_RULES, "--format", "json").output)
     assert data["never_fired"] == [] and data["profiles"]["tests"] == 13
     multi = next(r for r in data["rules"] if r["rule"] == "CNO-REF-MULTI")
@@ -229,3 +229,42 @@ def test_facts_table_is_the_readme_table():
     assert table == facts_table(), "regenerate it with `cno-pathway rules facts`"
     assert run("facts").output == facts_table() + "\n"
     assert json.loads(run("facts", "--format", "json").output)["stage"]["derived_by_rules"] is True
+
+
+# -- rules path, rules init -----------------------------------------------------------------------
+
+def test_rules_path_names_the_built_in_rules_whatever_the_environment(monkeypatch, fixture_rules):
+    from click.testing import CliRunner
+
+    from cno_pathway.cli import main
+    from cno_pathway.resources import builtin_rules_dir
+
+    monkeypatch.setenv("CNO_PATHWAY_RULES", str(fixture_rules))
+    result = CliRunner().invoke(main, ["rules", "path"])
+    assert result.exit_code == 0
+    assert Path(result.stdout.strip()) == builtin_rules_dir()
+    assert (Path(result.stdout.strip()) / "vocabulary.yaml").is_file()
+
+
+def test_rules_init_copies_the_rules_into_a_new_or_empty_folder_only(tmp_path):
+    from click.testing import CliRunner
+
+    from cno_pathway.cli import main
+    from cno_pathway.resources import builtin_rules_dir
+
+    runner = CliRunner()
+    target = tmp_path / "new" / "rules"
+    result = runner.invoke(main, ["rules", "init", str(target)])
+    assert result.exit_code == 0, result.output
+    for path in builtin_rules_dir().glob("*.yaml"):
+        assert (target / path.name).read_bytes() == path.read_bytes()
+    assert "rules lint --rules" in result.stdout
+    again = runner.invoke(main, ["rules", "init", str(target)])
+    assert again.exit_code == 2 and "not empty" in again.stderr
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x", encoding="utf-8")
+    refused = runner.invoke(main, ["rules", "init", str(a_file)])
+    assert refused.exit_code == 2 and "Traceback" not in refused.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert runner.invoke(main, ["rules", "init", str(empty)]).exit_code == 0

@@ -139,7 +139,7 @@ def test_held_lists_only_the_alternatives_that_held(fixture_book, vocab):
     assert isinstance(rule.when, Any_)
     facts = derive_facts(validate_profile(complete(fixture_book.test_defaults, {"labs": {"crp_mg_l": 150}}),
                                           vocab), vocab)
-    assert held(rule.when, facts, fixture_book.label) == ["held: labs crp mg l is above 100; labs crp mg l: 150"]
+    assert held(rule.when, facts, fixture_book.label) == ["held: CRP (mg/L) is above 100; CRP (mg/L): 150"]
 
 
 def test_held_is_empty_when_the_condition_is_false(fixture_book, vocab):

@@ -2,31 +2,37 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 
-from ..errors import ProfileError
-from ..patient.intake import interview, profile_data_from_flags, profile_from_file
-from ..patient.profile import validate_profile
 from ..consult.render import render_consult
-from .common import (FORMATS, formulary_option, load_pathway, pick_format, rules_option,
-                     use_colour, write_output)
+from ..errors import InputError, ProfileError
+from ..patient.durations import EXAMPLES as DURATIONS
+from ..patient.intake import InterviewStopped, interview, profile_data_from_flags, profile_from_file
+from ..patient.profile import validate_profile
+from ..terminal import clean
+from .common import (FORMATS, formulary_option, load_pathway, output_option, pick_format,
+                     rules_option, terminal_options, use_colour, write_output)
 
 _FLAG_NAMES = ("id", "age", "sex", "weight", "onset_age", "diagnosis", "lesions", "site",
                "vertebral_fracture", "symmetric", "imaging", "activity", "crp", "esr",
                "cbc_normal", "feature", "red_flag", "biopsy", "hla_b27", "tried")
+# the flags the patient route cannot do without -> the vocabulary list of their values (or None)
+REQUIRED_FLAGS = {"age": None, "diagnosis": "diagnoses", "lesions": None}
+_REQUIRED = " [required with flags]"
 
 
 @click.command()
 @click.argument("profile", required=False)
 @click.option("--id", "id", help="Profile label, echoed in the output.")
-@click.option("--age", type=float, help="Age in years.")
+@click.option("--age", type=float, help="Age in years." + _REQUIRED)
 @click.option("--sex", help="female, male or other.")
 @click.option("--weight", type=float, help="Weight in kg (absolute doses only when given).")
 @click.option("--onset-age", type=float, help="Age at onset in years.")
-@click.option("--diagnosis", help="cno, crmo, sapho or suspected.")
-@click.option("--lesions", type=int, help="Number of lesions on the latest imaging.")
+@click.option("--diagnosis", help="cno, crmo, sapho or suspected." + _REQUIRED)
+@click.option("--lesions", type=int, help="Number of lesions on the latest imaging." + _REQUIRED)
 @click.option("--site", multiple=True, help="A lesion site (repeat for each).")
 @click.option("--vertebral-fracture/--no-vertebral-fracture", default=None,
               help="Vertebral fracture or structural damage.")
@@ -41,59 +47,80 @@ _FLAG_NAMES = ("id", "age", "sex", "weight", "onset_age", "diagnosis", "lesions"
 @click.option("--red-flag", multiple=True, help="Red flag for infection or malignancy (repeat).")
 @click.option("--biopsy", help="none, inflammatory, infection, malignancy, nondiagnostic.")
 @click.option("--hla-b27", help="positive, negative or unknown.")
-@click.option("--tried", multiple=True, metavar="DRUG:MONTHS:RESPONSE[:ongoing][:EVENTS]",
-              help="A treatment tried, oldest first (repeat), e.g. naproxen:4:none.")
-@click.option("-i", "--interactive", is_flag=True, help="Ask for each field with prompts.")
+@click.option("--tried", multiple=True, metavar="DRUG:DURATION:RESPONSE[:ongoing][:EVENTS]",
+              help=f"A treatment tried, oldest first (repeat), e.g. naproxen:4:none or "
+                   f"prednisolone:10d:relapse. DURATION: {DURATIONS}.")
+@click.option("-i", "--interactive", is_flag=True,
+              help="Ask for each field on the terminal, check each answer at once, and review "
+                   "them all before the consult.")
 @click.option("--save", type=click.Path(dir_okay=False, path_type=Path),
-              help="With --interactive or flags: save the profile as YAML.")
+              help="With --interactive or flags: save the profile as YAML (also when you stop "
+                   "at the review without a consult).")
 @click.option("-f", "--format", "fmt", type=click.Choice(FORMATS),
               help="Output format (default: from the -o extension, else text).")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the consult to a file, whole or not at all (format from its "
-                   "extension: .txt, .md, .html, .json).")
+@output_option(".txt, .md, .html, .json")
 @click.option("--explain", is_flag=True,
               help="Show every rule not suggested and why, the fired rules and derived facts.")
 @click.option("--what-if", "what_if_edits", multiple=True, metavar="EDIT",
               help="Consult again with an edited profile and show before and after side by side "
                    "(repeat for several edits): FIELD=VALUE, FIELD+=VALUE or FIELD-=VALUE, e.g. "
-                   "vertebral_fracture=true, features+=psoriasis, treatments+=etanercept:3:none.")
+                   "vertebral_fracture=true, features+=psoriasis, treatments+=etanercept:3w:none.")
 @rules_option
 @formulary_option
+@terminal_options
 def consult(profile, interactive, save, fmt, output, explain, rules_dir, what_if_edits, formulary,
             **flags):
     """Run a consult for one patient.
 
     PROFILE is a YAML or JSON file ('-' reads standard input). Without it, describe the patient
     with flags (--age 12 --lesions 6 --diagnosis cno --site tibia --tried naproxen:4:none ...)
-    or answer prompts with --interactive.
+    or answer questions with --interactive.
     """
-    pathway = load_pathway(rules_dir, formulary)
-    vocabulary = pathway.vocabulary
     given_flags = {k: v for k, v in flags.items() if v not in (None, ())}
     routes = sum([profile is not None, bool(given_flags), interactive])
     if routes != 1:
         raise click.UsageError("give exactly one of: a PROFILE file, patient flags, or --interactive")
+    fmt = pick_format(fmt, output)  # an output it cannot write is refused before any question
+    pathway = load_pathway(rules_dir, formulary)
+    vocabulary = pathway.vocabulary
     if profile is not None:
         patient = profile_from_file(profile, vocabulary)
+    elif interactive:
+        patient = _interactive(vocabulary, save)
     else:
-        if interactive:
-            data = interview(vocabulary, _prompt, lambda text: click.confirm(text, default=False),
-                             click.echo)
-        else:
-            data = profile_data_from_flags(given_flags, vocabulary)
-        patient = validate_profile(data, vocabulary, source="interactive" if interactive else "flags")
+        _required_flags(given_flags, vocabulary)
+        patient = validate_profile(profile_data_from_flags(given_flags, vocabulary), vocabulary,
+                                   source="flags")
     if save is not None:
-        import yaml
-
-        write_output(yaml.safe_dump(_compact(patient.to_data()), sort_keys=False), save)
-    fmt = pick_format(fmt, output)
+        _save(patient.to_data(), save)
     if what_if_edits:  # --what-if: before and after side by side (cno_pathway/whatif.py)
         from .teaching import print_what_if  # imported here: plain consults skip the teaching code
 
         print_what_if(pathway, patient, what_if_edits, fmt, output)
         return
     result = pathway.consult(patient, explain=explain)
-    write_output(render_consult(result, fmt, colour=use_colour(output) and fmt == "text"), output)
+    colour = use_colour(output) and fmt == "text"
+    write_output(render_consult(result, fmt, colour=colour), output, fmt=fmt, colour=colour)
+
+
+def _required_flags(given: dict, vocabulary) -> None:
+    """A flag the profile needs, named as a flag, with the values it takes."""
+    missing = [flag for flag in REQUIRED_FLAGS if flag not in given]
+    if not missing:
+        return
+    parts = []
+    for flag in missing:
+        kind = REQUIRED_FLAGS[flag]
+        allowed = f" (one of: {', '.join(vocabulary.values(kind))})" if kind else ""
+        parts.append(f"--{flag.replace('_', '-')}{allowed}")
+    raise InputError(f"missing {'flag' if len(missing) == 1 else 'flags'} {'; '.join(parts)}",
+                     field="flags")
+
+
+def _save(data: dict, save: Path) -> None:
+    import yaml
+
+    write_output(yaml.safe_dump(_compact(data), sort_keys=False), save, fmt="yaml")
 
 
 def _compact(data):
@@ -105,11 +132,60 @@ def _compact(data):
     return data
 
 
-def _prompt(text, check, default):
+# -- the interview, on the terminal ---------------------------------------------------------------
+
+def _interactive(vocabulary, save: Path | None):
+    """The interview talks on standard error, so standard output holds only the consult;
+    --save keeps the answers even when the person stops at the review."""
+    click.echo("Answer each question; Enter takes the value in [brackets]. You can review and "
+               "change every answer before the consult runs.", err=True)
+    try:
+        data = interview(vocabulary, _ask, _confirm, _say)
+    except InterviewStopped as stopped:
+        patient = validate_profile(stopped.data, vocabulary, source="interactive")
+        if save is not None:
+            _save(patient.to_data(), save)
+            click.echo(f"cno-pathway: saved the profile to {clean(str(save))}; no consult run",
+                       err=True)
+        else:
+            click.echo("cno-pathway: stopped at the review; no consult run", err=True)
+        sys.exit(0)
+    return validate_profile(data, vocabulary, source="interactive")
+
+
+def _answer(text: str) -> str:
+    """One line typed by the person, after the question on standard error."""
+    sys.stderr.write(text)
+    sys.stderr.flush()
+    line = sys.stdin.readline()
+    if not line:
+        raise InputError("the answers ended before the interview was complete "
+                         "(standard input closed)", field="--interactive")
+    return line.rstrip("\r\n")
+
+
+def _ask(text, check, default):
+    shown = f"{text} [{default}]: " if default not in (None, "") else f"{text}: "
     while True:
-        answer = click.prompt(text, default=default if default is not None else None,
-                              show_default=default not in (None, ""), type=str)
+        answer = _answer(shown)
+        if not answer.strip() and default is not None:
+            answer = default
         try:
             return check(answer)
         except (ValueError, ProfileError) as exc:
-            click.echo(f"  {exc}", err=True)
+            reason = exc.message if isinstance(exc, ProfileError) else str(exc)
+            click.echo(f"  {clean(reason)}", err=True)
+
+
+def _confirm(text) -> bool:
+    while True:
+        answer = _answer(f"{text} [y/N]: ").strip().lower()
+        if answer in ("", "n", "no"):
+            return False
+        if answer in ("y", "yes"):
+            return True
+        click.echo("  yes or no, please", err=True)
+
+
+def _say(text) -> None:
+    click.echo(clean(text), err=True)

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import ProfileError
+from .durations import parse_duration
 from .profile import PatientProfile, validate_profile
 from ..knowledge.vocabulary import Vocabulary
 from ..yamlio import Document, read_document
@@ -50,16 +51,17 @@ def profile_from_file(path: str | Path, vocabulary: Vocabulary) -> PatientProfil
 
 
 def parse_tried(spec: str, vocabulary: Vocabulary, *, where: str = "--tried") -> dict:
-    """'naproxen:4:none[:ongoing][:psoriasis,fever]' -> a treatment entry."""
+    """'naproxen:4:none[:ongoing][:psoriasis,fever]' -> a treatment entry; the duration is
+    months, or carries its unit (10d, 3w, 4m, 1y: patient/durations.py)."""
     parts = spec.split(":")
     if len(parts) < 3:
-        raise ProfileError(f"{spec!r}: write DRUG:MONTHS:RESPONSE[:ongoing][:EVENT,EVENT]",
+        raise ProfileError(f"{spec!r}: write DRUG:DURATION:RESPONSE[:ongoing][:EVENT,EVENT]",
                            field=where)
     drug, months, response, *rest = parts
     try:
-        months_value = float(months)
-    except ValueError:
-        raise ProfileError(f"{spec!r}: months {months!r} is not a number", field=where) from None
+        months_value = parse_duration(months)
+    except ValueError as exc:
+        raise ProfileError(str(exc), field=where) from None
     entry: dict = {"drug": drug, "months": months_value, "response": response}
     for extra in rest:
         if extra.strip().lower() == "ongoing":
@@ -129,114 +131,6 @@ def profile_from_flags(flags: dict, vocabulary: Vocabulary) -> PatientProfile:
     return validate_profile(profile_data_from_flags(flags, vocabulary), vocabulary, source="flags")
 
 
-# -- interactive -----------------------------------------------------------------------------
+# -- interactive: patient/interview.py (one question at a time, each answer checked at once) --
 
-Ask = Callable[..., object]
-
-
-def interview(vocabulary: Vocabulary, ask: Ask, confirm: Callable[[str], bool],
-              say: Callable[[str], None]) -> dict:
-    """Ask for each field, checking every answer as it is given; return plain profile data.
-
-    `ask(text, check, default)` must return the checked value (re-asking until `check` accepts
-    it); the CLI passes a click-based prompt, tests pass a scripted one.
-    """
-    v = vocabulary
-
-    def number(low, high, whole=False):
-        def check(text):
-            try:
-                value = int(text) if whole else float(text)
-            except ValueError:
-                raise ValueError("a number, please") from None
-            if not low <= value <= high:
-                raise ValueError(f"between {low} and {high}, please")
-            return value
-        return check
-
-    def optional(check):
-        return lambda text: None if text.strip() in ("", "-") else check(text)
-
-    def word(kind):
-        return lambda text: v.match(kind, text)
-
-    def words(kind):
-        def check(text):
-            return [v.match(kind, t) for t in text.replace(",", " ").split() if t.strip()]
-        return check
-
-    def yes_no_unknown(text):
-        key = text.strip().lower()
-        if key in ("", "-", "unknown", "?"):
-            return None
-        if key not in _YES:
-            raise ValueError("yes, no or unknown, please")
-        return _YES[key]
-
-    data: dict = {}
-    label = ask("Profile label (optional)", optional(lambda t: t.strip()), "")
-    if label:
-        data["id"] = label
-    data["age_years"] = ask("Age in years", number(0.01, 100), None)
-    sex = ask(f"Sex ({', '.join(v.values('sexes'))}; blank if not stated)", optional(word("sexes")), "")
-    if sex:
-        data["sex"] = sex
-    weight = ask("Weight in kg (blank if unknown; doses then in mg/kg only)", optional(number(2, 250)), "")
-    if weight is not None:
-        data["weight_kg"] = weight
-    onset = ask("Age at onset in years (blank if unknown)", optional(number(0, 100)), "")
-    if onset is not None:
-        data["age_at_onset_years"] = onset
-    data["diagnosis"] = ask(f"Diagnosis ({', '.join(v.values('diagnoses'))})", word("diagnoses"), None)
-    lesions: dict = {"count": ask("Number of lesions on the latest imaging", number(0, 200, whole=True), None)}
-    lesions["sites"] = ask(f"Sites, separated by spaces ({', '.join(v.values('sites'))})", words("sites"), "")
-    lesions["vertebral_fracture"] = bool(ask("Vertebral fracture or structural damage? (yes/no)",
-                                             yes_no_unknown, "no"))
-    symmetric = ask("Symmetric lesions? (yes/no/unknown)", yes_no_unknown, "unknown")
-    if symmetric is not None:
-        lesions["symmetric"] = symmetric
-    imaging = ask(f"Latest imaging ({', '.join(v.values('imaging'))}; blank if unknown)",
-                  optional(word("imaging")), "")
-    if imaging:
-        lesions["imaging"] = imaging
-    data["lesions"] = lesions
-    activity = {}
-    for name in ACTIVITY:
-        answer = ask(f"{name.replace('_', ' ').capitalize()}? (yes/no/unknown)", yes_no_unknown, "unknown")
-        if answer is not None:
-            activity[name] = answer
-    if activity:
-        data["activity"] = activity
-    labs = {}
-    crp = ask("CRP in mg/L (blank if unknown)", optional(number(0, 1000)), "")
-    if crp is not None:
-        labs["crp_mg_l"] = crp
-    esr = ask("ESR in mm/h (blank if unknown)", optional(number(0, 200)), "")
-    if esr is not None:
-        labs["esr_mm_h"] = esr
-    cbc = ask("Blood count normal? (yes/no/unknown)", yes_no_unknown, "unknown")
-    if cbc is not None:
-        labs["cbc_normal"] = cbc
-    if labs:
-        data["labs"] = labs
-    data["features"] = ask(f"Associated features ({', '.join(v.values('features'))}; blank if none)",
-                           words("features"), "")
-    data["red_flags"] = ask(f"Red flags ({', '.join(v.values('red_flags'))}; blank if none)",
-                            words("red_flags"), "")
-    data["biopsy"] = ask(f"Biopsy ({', '.join(v.values('biopsy'))})", word("biopsy"), "none")
-    data["hla_b27"] = ask("HLA-B27 (positive/negative/unknown)", word("hla_b27"), "unknown")
-    treatments = []
-    while confirm("Add a treatment (oldest first)?"):
-        entry = {"drug": ask("  Drug or class", word("drugs"), None),
-                 "months": ask("  Months given", number(0, 1200), None),
-                 "response": ask(f"  Response ({', '.join(v.values('responses'))})", word("responses"), None)}
-        events = ask(f"  Adverse events ({', '.join(v.values('adverse_events'))}; blank if none)",
-                     words("adverse_events"), "")
-        if events:
-            entry["adverse_events"] = events
-        if confirm("  Still ongoing?"):
-            entry["ongoing"] = True
-        treatments.append(entry)
-        say(f"  added {entry['drug']}")
-    data["treatments"] = treatments
-    return data
+from .interview import InterviewStopped, interview  # noqa: E402,F401  (the third route)

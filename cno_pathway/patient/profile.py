@@ -217,18 +217,20 @@ def validate_profile(data: Any, vocabulary: Vocabulary, *, document: Document | 
         return PatientProfile.model_validate(data, context={"vocabulary": vocabulary})
     except ValidationError as exc:
         problems = []
-        first_path = None
+        first_path = first_loc = None
         for err in exc.errors(include_url=False):
             ctx_error = (err.get("ctx") or {}).get("error")
             if isinstance(ctx_error, _Contradiction):
                 path, message = ctx_error.field, ctx_error.message
+                loc = _path_tuple(path)
             else:
                 loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
                 path = field_path(loc) or "profile"
                 message = _plain(err)
-            first_path = first_path or path
+            if first_path is None:
+                first_path, first_loc = path, loc  # the key as given: it may hold '[' or '.'
             problems.append((path, message))
-        line = document.line(_path_tuple(first_path)) if document and first_path != "profile" else None
+        line = document.line(first_loc) if document and first_path != "profile" else None
         head_path, head_message = problems[0]
         message = head_message
         if len(problems) > 1:
@@ -238,10 +240,31 @@ def validate_profile(data: Any, vocabulary: Vocabulary, *, document: Document | 
         raise ProfileError(message, file=source, line=line, field=head_path) from None
 
 
+def _field_hint(loc: tuple) -> str:
+    """'; did you mean weight_kg?' for a mistyped field name (the fields beside it)."""
+    import difflib
+    import typing
+
+    model: Any = PatientProfile
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            return ""
+        inner = [a for a in (field.annotation, *typing.get_args(field.annotation))
+                 if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not inner:
+            return ""
+        model = inner[0]
+    close = difflib.get_close_matches(str(loc[-1])[:80], list(model.model_fields), n=1)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
 def _plain(err: dict) -> str:
     kind, msg = err["type"], err["msg"]
     if kind == "extra_forbidden":
-        return "unknown field (check its spelling against the profile format)"
+        return f"unknown field{_field_hint(err['loc'])} (check its spelling against the profile format)"
     if kind == "missing":
         return "required field is missing"
     if kind == "value_error":

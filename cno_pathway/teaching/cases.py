@@ -1,4 +1,5 @@
-"""Teaching cases (examples/*.yaml): a profile plus what it teaches and what it must produce.
+"""Teaching cases (examples/*.yaml, shipped inside the wheel): a profile plus what it teaches
+and what it must produce.
 
 A case file holds `title`, `source` (evidence ids it is built from), `teaches`, `expect`
 (the stages and the exact set of suggestion rules the consult must give) and `profile`.
@@ -15,7 +16,9 @@ from ..patient.profile import PatientProfile, validate_profile
 from ..resources import examples_dir
 from ..knowledge.vocabulary import Vocabulary
 from ..patient.intake import CaseView, is_case
+from ..terminal import clean, did_you_mean
 from ..yamlio import Document, read_document, short_label
+
 
 @dataclass
 class Case:
@@ -64,5 +67,6 @@ def find_case(name: str, directory: Path | None = None) -> Case:
     for path in case_paths(directory):
         if path.stem == name:
             return load_case(path)
-    known = ", ".join(p.stem for p in case_paths(directory)) or "none"
-    raise InputError(f"unknown teaching case {name!r} (known: {known})")
+    names = [p.stem for p in case_paths(directory)]
+    raise InputError(f"unknown teaching case {clean(name)[:80]!r}{did_you_mean(name, names)} "
+                     f"(known: {', '.join(names) or 'none'})")
