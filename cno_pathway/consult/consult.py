@@ -147,6 +147,8 @@ class Consult:
     treatments: list[str] = field(default_factory=list)   # one finished line per treatment
     trace: list[TraceEntry] = field(default_factory=list)
     not_suggested_scope: list[str] | None = None   # section labels shown; None: every rule
+    # what a FHIR intake could not use (interop/fhir.py); None for a profile given as such
+    inputs_not_used: list[dict] | None = None
 
     @property
     def label(self) -> str | None:
@@ -173,6 +175,8 @@ class Consult:
             "grading": self.grading,
             "disclaimer": self.disclaimer,
         }
+        if self.inputs_not_used is not None:
+            data["inputs_not_used"] = self.inputs_not_used
         if self.explain:
             data["trace"] = {"fired": self.evaluation.fired,
                              "derivations": [{"rule": r, "fact": f, "value": v}
@@ -250,6 +254,7 @@ class Pathway:
             treatments=self._treatments(profile),
             trace=self._trace(evaluation),
             not_suggested_scope=scope,
+            inputs_not_used=getattr(profile, "inputs_not_used", None),
         )
 
     # -- pieces ---------------------------------------------------------------------------
@@ -368,6 +373,9 @@ class Pathway:
         lines.append(SummaryLine("Red flags", ", ".join(red_flags) or "none"))
         lines.append(SummaryLine("Biopsy", self._label("biopsy", profile.biopsy)))
         lines.append(SummaryLine("HLA-B27", profile.hla_b27))
+        for item in getattr(profile, "inputs_not_used", None) or ():
+            where = item["resource"] + (f" ({item['element']})" if item.get("element") else "")
+            lines.append(SummaryLine("Not used", f"{where}: {item['reason']}"))
         return lines
 
     def _treatments(self, profile: PatientProfile) -> list[str]:
