@@ -25,6 +25,8 @@ COMMANDS = {
     "demo": "teaching:demo",
     "cases": "teaching:cases",
     "rules": "rules:rules",
+    "serve": "serve:serve",
+    "feedback": "serve:feedback",
 }
 
 
