@@ -33,6 +33,7 @@ lint: install
 bench: install
 	$(COMPILE)
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/service.py
 
 # the pathway diagram, generated from rules/: docs/pathway.mmd and the README's Mermaid block
 diagram: install

@@ -10,6 +10,7 @@ rule id) and a uuid; warning cards offer override reasons.
 
 from __future__ import annotations
 
+import json
 import uuid
 from dataclasses import dataclass
 
@@ -197,9 +198,20 @@ def _fit(text: str) -> str:
 
 
 def detail(s: Suggestion, consult: Consult, *, extra: str | None = None) -> str:
-    """The card's Markdown (templates/cds_card.md.j2): every value escaped there."""
-    text = render_template("cds_card.md.j2", s=s, c=consult, extra=extra)
-    return "\n".join(line.rstrip() for line in text.strip().splitlines()) + "\n"
+    """The card's Markdown (templates/cds_card.md.j2): every value escaped there. A card's text
+    depends only on what the key holds, so a worker renders each distinct card once."""
+    key = (consult.rulebook["digest"], s.rule, json.dumps(s.to_json(), sort_keys=True), extra)
+    text = _DETAILS.get(key)
+    if text is None:
+        text = render_template("cds_card.md.j2", s=s, c=consult, extra=extra)
+        text = "\n".join(line.rstrip() for line in text.strip().splitlines()) + "\n"
+        if len(_DETAILS) >= 4096:
+            _DETAILS.clear()
+        _DETAILS[key] = text
+    return text
+
+
+_DETAILS: dict[tuple, str] = {}
 
 
 def dose_summary(s: Suggestion) -> str:

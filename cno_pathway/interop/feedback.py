@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from collections import Counter
 from contextlib import closing
@@ -35,6 +36,21 @@ class FeedbackError(ValueError):
     """Feedback the store cannot keep as given (the server answers 400 with the message)."""
 
 
+class _Borrowed:
+    """A kept connection lent to a `with closing(...)` block: closing it keeps it open, and a
+    transaction the block left open (an exception) is rolled back."""
+
+    def __init__(self, db: sqlite3.Connection):
+        self._db = db
+
+    def __getattr__(self, name):
+        return getattr(self._db, name)
+
+    def close(self):
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
+
 def default_path() -> Path:
     """Per user: $XDG_DATA_HOME/cno-pathway/feedback.sqlite3 (~/.local/share/... by default)."""
     base = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
@@ -48,16 +64,26 @@ def _now() -> str:
 class FeedbackStore:
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self._connections: dict[tuple, sqlite3.Connection] = {}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with closing(self._connect()) as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(SCHEMA)
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        db.execute("PRAGMA busy_timeout=30000")
-        db.execute("PRAGMA foreign_keys=ON")
-        return db
+        """One connection per process and thread, kept open (opening one costs more than the
+        write). synchronous=NORMAL in WAL mode: a commit survives a crash of the service; only
+        a power cut may lose the last commits, never the database's consistency."""
+        key = (os.getpid(), threading.get_ident())
+        db = self._connections.get(key)
+        if db is None:
+            db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
+                                 check_same_thread=False)
+            db.execute("PRAGMA busy_timeout=30000")
+            db.execute("PRAGMA foreign_keys=ON")
+            db.execute("PRAGMA synchronous=NORMAL")
+            self._connections[key] = db
+        return _Borrowed(db)
 
     def log_cards(self, service: str, hook_instance: str, digest: str, cards: list[dict]) -> None:
         rows = [(c["uuid"], service, hook_instance, c["source"]["topic"]["code"], digest,
@@ -124,10 +150,10 @@ class FeedbackStore:
     # -- reading -------------------------------------------------------------------------------------
     def outcomes(self) -> list[dict]:
         with closing(self._connect()) as db:
-            db.row_factory = sqlite3.Row
-            rows = db.execute("SELECT f.*, c.summary FROM feedback f JOIN cards c ON c.uuid = f.card "
-                              "ORDER BY f.id").fetchall()
-        return [dict(r) for r in rows]
+            cursor = db.execute("SELECT f.*, c.summary FROM feedback f JOIN cards c ON "
+                                "c.uuid = f.card ORDER BY f.id")
+            names = [d[0] for d in cursor.description]
+            return [dict(zip(names, row)) for row in cursor.fetchall()]
 
     def summary(self) -> list[dict]:
         """Per rule: cards served, accepted, overridden, rates, the commonest override reasons."""

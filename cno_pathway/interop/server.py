@@ -130,7 +130,7 @@ def create_app(config: ServeConfig) -> "Edge":
         except cdshooks.HookError as exc:
             raise Refused(exc.status, exc.message) from None
         app.state.store.log_cards(service, call.hook_instance, digest, cards)
-        return {"cards": cards}
+        return JSONResponse({"cards": cards})
 
     @app.post("/cds-services/{service}/feedback")
     async def feedback(service: str, request: Request):
