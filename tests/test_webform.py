@@ -121,9 +121,16 @@ def test_chromium_submits_the_form_and_gets_the_html_consult(chromium, server, f
               "treatments.0.response": "none", "treatments.0.adverse_events": ["gastrointestinal"]}
     page = tmp_path / "submit.html"
     page.write_text(_submit_page(server.base, form_dom, values), encoding="utf-8")
-    proc = _run(chromium, tmp_path, "--virtual-time-budget=20000", "--dump-dom", page.as_uri())
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    dom = proc.stdout
+    # On a loaded machine the browser now and then dumps the page between the two documents
+    # (an empty DOM): the submission is tried up to three times, each a fresh browser.
+    for attempt in range(3):
+        (tmp_path / f"try-{attempt}").mkdir()
+        proc = _run(chromium, tmp_path / f"try-{attempt}", "--virtual-time-budget=20000",
+                    "--dump-dom", page.as_uri())
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        dom = proc.stdout
+        if "</html>" in dom:
+            break
     assert "CNO pathway consult" in dom, dom[:2000]
     profile = validate_profile({"id": HOSTILE, "age_years": 12, "sex": "female", "weight_kg": 38,
                                 "diagnosis": "cno",
