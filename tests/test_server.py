@@ -133,6 +133,31 @@ def test_400_on_malformed_json_with_a_json_body(server):
     assert status == 400 and "not valid FHIR R4" in body["error"]
 
 
+def test_only_json_bodies_and_only_loopback_hosts(server):
+    body = hook_body(bundle_from_profile(_profile("typical-multifocal")))
+    status, answer = server.post(PATIENT_VIEW, body, headers={"Content-Type": "text/plain"})
+    assert status == 415 and "application/json" in answer["error"]
+    status, answer = server.post(PATIENT_VIEW, body, headers={"Host": "evil.test:8000"})
+    assert status == 421
+    status, _ = server.post(PATIENT_VIEW, body, headers={"Host": f"localhost:{server.port}"})
+    assert status == 200
+
+
+def test_what_the_consult_did_not_read_is_in_the_response(server):
+    bundle = bundle_from_profile(_profile("typical-multifocal"))
+    bundle["entry"].append({"resource": {"resourceType": "Immunization", "id": "imm-1",
+                                         "status": "completed", "occurrenceDateTime": "2020-01-01",
+                                         "vaccineCode": {"text": "MMR"},
+                                         "patient": {"reference": "Patient/typical-multifocal"}}})
+    status, answer = server.post(PATIENT_VIEW, hook_body(bundle))
+    assert status == 200
+    [listed] = answer["extension"].values()
+    assert {"resource": "Immunization/imm-1", "element": None,
+            "reason": "Immunization is not read by the pathway"} in listed
+    status, answer = server.post(PATIENT_VIEW, hook_body(bundle_from_profile(_profile("sapho"))))
+    assert "extension" not in answer
+
+
 def test_413_for_a_body_over_the_limit(server):
     status, body = server.post(PATIENT_VIEW, raw=b"[" + b" " * (2 * 1024 * 1024) + b"]")
     assert status == 413 and "over" in body["error"]
@@ -214,7 +239,8 @@ def test_no_traceback_reaches_a_client():
         return {"type": "http.request", "body": b"", "more_body": False}
 
     asyncio.run(Edge(broken, ServeConfig(access_log=False))(
-        {"type": "http", "method": "GET", "path": "/", "headers": []}, receive, send))
+        {"type": "http", "method": "GET", "path": "/", "headers": [(b"host", b"127.0.0.1")]},
+        receive, send))
     assert sent[0]["status"] == 500
     assert b"secret" not in sent[1]["body"] and b"Traceback" not in sent[1]["body"]
     assert json.loads(sent[1]["body"])["error"].startswith("internal error")

@@ -21,6 +21,8 @@ from . import fhir
 
 RULE_SYSTEM = f"{fhir.BASE}/CodeSystem/rule"
 OVERRIDE_SYSTEM = f"{fhir.BASE}/CodeSystem/override-reason"
+# The response's extension listing what the consult did not read (docs/fhir.md).
+NOT_USED_EXTENSION = f"{fhir.BASE}/cds-hooks/inputs-not-used"
 # uuid5 namespace of the cards: the same hook call gives the same card ids (same input, same
 # output), different calls give different ids.
 CARD_NAMESPACE = uuid.UUID("1b1e7c3a-6a57-5c1e-9c55-5f3d1f0b8a11")

@@ -267,7 +267,7 @@ class _Mapper:
                 continue
             handler = handlers.get(kind)
             if handler is None:
-                self.unused(_key(r), f"a {kind} is not read by the pathway")
+                self.unused(_key(r), f"{kind} is not read by the pathway")
                 continue
             if not self.same_patient(r):
                 continue

@@ -92,6 +92,10 @@ def create_app(config: ServeConfig) -> "Edge":
         return _error(500, "internal error (logged on the server)")
 
     async def body_json(request: Request):
+        # JSON only: a web page elsewhere cannot post a "simple" (text/plain) request here
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind != "application/json":
+            raise Refused(415, "the body must be JSON (Content-Type: application/json)")
         raw = await request.body()
         try:
             return json.loads(raw, parse_constant=_no_constant)
@@ -119,8 +123,9 @@ def create_app(config: ServeConfig) -> "Edge":
             request.scope["cno_log"]["hookInstance"] = body["hookInstance"][:100]
         try:
             call = cdshooks.parse_request(service, body)
+            not_used: list = []
             try:
-                consult, cards, _ = cdshooks.consult_for(call, app.state.pathway)
+                consult, cards, not_used = cdshooks.consult_for(call, app.state.pathway)
                 digest = consult.rulebook["digest"]
             except cdshooks.HookError:
                 raise
@@ -130,7 +135,10 @@ def create_app(config: ServeConfig) -> "Edge":
         except cdshooks.HookError as exc:
             raise Refused(exc.status, exc.message) from None
         app.state.store.log_cards(service, call.hook_instance, digest, cards)
-        return JSONResponse({"cards": cards})
+        answer: dict = {"cards": cards}
+        if not_used:   # nothing dropped in silence: what the consult did not read
+            answer["extension"] = {cdshooks.NOT_USED_EXTENSION: not_used}
+        return JSONResponse(answer)
 
     @app.post("/cds-services/{service}/feedback")
     async def feedback(service: str, request: Request):
@@ -204,6 +212,12 @@ class Edge:
         self.app = app
         self.limit = config.max_body
         self.access_log = config.access_log
+        # Bound to loopback, the service answers only requests addressed to loopback: a web page
+        # that rebinds its own name to 127.0.0.1 cannot read the answers (DNS rebinding).
+        self.hosts = None
+        if is_loopback(config.host):
+            names = ("127.0.0.1", "localhost", "[::1]", config.host)
+            self.hosts = {n.encode() for n in names} | {f"{n}:{config.port}".encode() for n in names}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -228,7 +242,13 @@ class Edge:
             await send(message)
 
         try:
-            length = dict(scope.get("headers") or []).get(b"content-length")
+            headers = dict(scope.get("headers") or [])
+            if self.hosts is not None and headers.get(b"host", b"").lower() not in self.hosts:
+                state["status"] = 421
+                await _send_json(send, 421, "this service answers only requests to its loopback "
+                                            "address")
+                return
+            length = headers.get(b"content-length")
             if length is not None and (not length.isdigit() or int(length) > self.limit):
                 raise _TooLarge
             await self.app(scope, limited_receive, tracking_send)
