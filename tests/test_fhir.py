@@ -191,6 +191,12 @@ def test_icd10cm_by_site_and_rxnorm_and_units(pathway):
     assert [t.drug for t in profile.treatments] == [t["drug"] for t in data["treatments"]]
 
 
+def test_orphanet_codes_with_or_without_prefix_and_either_uri(pathway):
+    for system, code in (("http://www.orpha.net", "793"), ("https://www.orpha.net", "ORPHA:793")):
+        bundle = bundle_from_profile(PROFILES["sapho"], diagnosis_code={"system": system, "code": code})
+        assert fhir.profile_from_bundle(bundle, pathway.vocabulary, as_of=AS_OF).diagnosis == "sapho"
+
+
 def test_missing_lesion_count_names_the_code_to_send(pathway):
     bundle = _bundle()
     bundle["entry"] = [e for e in bundle["entry"]

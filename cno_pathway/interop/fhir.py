@@ -348,6 +348,7 @@ class _Mapper:
         found: dict[str, str] = {}
         for coding in concept.get("coding") or []:
             sys_, code = coding.get("system"), str(coding.get("code", ""))
+            sys_ = codes().get("aliases", {}).get(sys_, sys_)
             if sys_ == system("cno-diagnosis"):
                 try:
                     found["cno-diagnosis"] = self.v.match("diagnoses", code)
