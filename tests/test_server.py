@@ -393,3 +393,46 @@ def test_a_killed_worker_is_replaced(tmp_path):
         assert "died" in srv.log_text()
     finally:
         srv.stop()
+
+
+def test_jwks_from_a_url_on_the_loopback(tmp_path, signing):
+    """The key set fetched from a URL (served here by a tiny server on 127.0.0.1)."""
+    import http.server
+    import threading
+
+    from server_harness import free_port
+
+    jwks = signing["jwks"].read_bytes()
+
+    class Keys(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(jwks)
+
+        def log_message(self, *args):
+            pass
+
+    keys = http.server.HTTPServer(("127.0.0.1", free_port()), Keys)
+    thread = threading.Thread(target=keys.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{keys.server_port}/jwks.json"
+        srv = Server(tmp_path, "--jwks", url, "--issuer", ISSUER).start()
+        try:
+            body = hook_body(bundle_from_profile(_profile("typical-multifocal")))
+            token = _token(signing, srv, PATIENT_VIEW)
+            assert srv.post(PATIENT_VIEW, body, headers={"Authorization": f"Bearer {token}"})[0] == 200
+            bad = _token(signing, srv, PATIENT_VIEW, key=signing["other"])
+            assert srv.post(PATIENT_VIEW, body, headers={"Authorization": f"Bearer {bad}"})[0] == 401
+        finally:
+            srv.stop()
+    finally:
+        keys.shutdown()
+
+
+def test_a_jwks_url_in_the_clear_elsewhere_is_refused():
+    result = CliRunner().invoke(main, ["serve", "--jwks", "http://keys.example/jwks.json",
+                                       "--issuer", ISSUER])
+    assert result.exit_code == 2 and "use https" in result.output

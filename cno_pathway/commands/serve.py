@@ -22,8 +22,9 @@ _DB_HELP = "Feedback database (SQLite). Default: $XDG_DATA_HOME/cno-pathway/feed
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Engine processes; one that dies is replaced.")
 @click.option("--db", type=click.Path(dir_okay=False, path_type=Path), help=_DB_HELP)
-@click.option("--jwks", type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="JWKS file of the CDS client's public keys: every call must carry its JWT.")
+@click.option("--jwks", metavar="FILE|URL",
+              help="JWKS of the CDS client's public keys, a file or an https URL: every call "
+                   "must carry the client's JWT.")
 @click.option("--issuer", "issuers", multiple=True,
               help="Accepted JWT issuer (iss), repeat for several; required with --jwks.")
 @click.option("--audience", "audiences", multiple=True,
@@ -41,6 +42,8 @@ def serve(host, port, workers, db, jwks, issuers, audiences, insecure, max_body,
 
     if jwks is None and (issuers or audiences):
         raise click.UsageError("--issuer and --audience check a JWT: give --jwks too")
+    if jwks is not None:
+        _check_jwks(jwks)
     if jwks is not None and not issuers:
         raise click.UsageError("--jwks needs at least one --issuer (the CDS client's iss)")
     if not is_loopback(host) and jwks is None and not insecure:
@@ -51,6 +54,22 @@ def serve(host, port, workers, db, jwks, issuers, audiences, insecure, max_body,
                          jwks=str(jwks) if jwks else None, issuers=list(issuers),
                          audiences=list(audiences), insecure=insecure, max_body=max_body)
     run_server(config)
+
+
+def _check_jwks(jwks: str) -> None:
+    """A readable file, an https URL, or an http URL on the loopback (a key set fetched in the
+    clear from elsewhere could be replaced on the way)."""
+    from urllib.parse import urlsplit
+
+    from ..interop.server import is_loopback
+
+    if jwks.startswith(("http://", "https://")):
+        url = urlsplit(jwks)
+        if url.scheme == "http" and not is_loopback(url.hostname or ""):
+            raise click.UsageError(f"--jwks {jwks}: use https (http only on the loopback)")
+        return
+    if not Path(jwks).is_file():
+        raise click.UsageError(f"--jwks {jwks}: no such file")
 
 
 @click.command()

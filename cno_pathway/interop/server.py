@@ -277,16 +277,39 @@ async def _send_json(send, status: int, message: str):
 
 # -- JWT ------------------------------------------------------------------------------------------
 
-def load_jwks(path: str):
-    """The client's public keys, from a JWKS file (never fetched over the network here)."""
+def load_jwks(where: str):
+    """The client's public keys: a JWKS file, or a JWKS URL fetched when a key id is first
+    seen and cached for five minutes (https, or http on the loopback only)."""
     import jwt
 
+    if where.startswith(("https://", "http://")):
+        return _KeysAt(jwt.PyJWKClient(where, cache_keys=True, lifespan=300, timeout=10))
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(Path(where).read_text(encoding="utf-8"))
         keys = jwt.PyJWKSet.from_dict(data)
     except (OSError, ValueError, jwt.PyJWKSetError, jwt.InvalidKeyError) as exc:
-        raise SystemExit(f"cno-pathway: error: --jwks {path}: {exc}") from None
+        raise SystemExit(f"cno-pathway: error: --jwks {where}: {exc}") from None
     return {key.key_id: key for key in keys.keys}
+
+
+class _KeysAt:
+    """A JWKS URL as a mapping from key id to key (None when the key set lacks it)."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def get(self, kid):
+        import jwt
+
+        if not isinstance(kid, str):
+            return None
+        try:
+            return self.client.get_signing_key(kid)
+        except jwt.PyJWKClientConnectionError as exc:
+            log.error("cannot fetch the JWKS: %s", exc)
+            raise Refused(503, "the client's keys (JWKS URL) cannot be fetched") from None
+        except jwt.PyJWKClientError:
+            return None
 
 
 def check_jwt(request: Request, keys: dict, config: ServeConfig, store: FeedbackStore) -> None:
