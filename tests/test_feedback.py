@@ -77,6 +77,9 @@ def test_feedback_is_stored_against_the_rule_and_digest_of_the_card(tmp_path):
     ({"feedback": [{"card": "CARD", "outcome": "maybe"}]}, "feedback[0].outcome"),
     ({"feedback": [{"card": "CARD", "outcome": "accepted", "overrideReason": {"userComment": "x"}}]},
      "needs outcome overridden"),
+    ({"feedback": [{"card": "CARD", "outcome": "accepted", "score": 5}]}, "feedback[0].score"),
+    ({"feedback": [{"card": "CARD", "outcome": "accepted", "acceptedSuggestions": [{"id": "x"}]}]},
+     "carry no suggestions"),
 ])
 def test_feedback_that_cannot_be_kept_is_refused_whole(tmp_path, body, message):
     store = FeedbackStore(tmp_path / "fb.sqlite3")

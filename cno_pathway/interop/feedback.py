@@ -8,6 +8,7 @@ are primary keys, so the database itself refuses a duplicate.
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import threading
@@ -25,11 +26,13 @@ CREATE TABLE IF NOT EXISTS feedback (
     id INTEGER PRIMARY KEY AUTOINCREMENT, card TEXT NOT NULL REFERENCES cards(uuid),
     service TEXT NOT NULL, rule TEXT NOT NULL, digest TEXT NOT NULL, outcome TEXT NOT NULL,
     override_code TEXT, override_display TEXT, comment TEXT, outcome_time TEXT,
-    received_at TEXT NOT NULL);
+    received_at TEXT NOT NULL, extension TEXT);
 CREATE TABLE IF NOT EXISTS tokens (jti TEXT PRIMARY KEY, expires INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS feedback_rule ON feedback(rule);
 """
 OUTCOMES = ("accepted", "overridden")
+_ITEM_KEYS = {"card", "outcome", "outcomeTimestamp", "overrideReason", "acceptedSuggestions",
+              "extension"}
 
 
 class FeedbackError(ValueError):
@@ -104,6 +107,12 @@ class FeedbackStore:
                 where = f"feedback[{index}]"
                 if not isinstance(item, dict):
                     raise FeedbackError(f"{where}: must be an object")
+                unknown = sorted(set(item) - _ITEM_KEYS)
+                if unknown:
+                    raise FeedbackError(f"{where}.{unknown[0]}: not a CDS Hooks feedback field")
+                if item.get("acceptedSuggestions"):
+                    raise FeedbackError(f"{where}.acceptedSuggestions: this service's cards carry "
+                                        "no suggestions")
                 card, outcome = item.get("card"), item.get("outcome")
                 if outcome not in OUTCOMES:
                     raise FeedbackError(f"{where}.outcome: must be one of {', '.join(OUTCOMES)}")
@@ -123,14 +132,16 @@ class FeedbackStore:
                 if comment is not None and not isinstance(comment, str):
                     raise FeedbackError(f"{where}.overrideReason.userComment: must be text")
                 when = item.get("outcomeTimestamp")
+                extension = item.get("extension")
                 rows.append((card, service, found[0], found[1], outcome,
                              reason.get("code") if isinstance(reason, dict) else None,
                              reason.get("display") if isinstance(reason, dict) else None,
-                             comment, when if isinstance(when, str) else None, _now()))
+                             comment, when if isinstance(when, str) else None, _now(),
+                             json.dumps(extension, sort_keys=True) if extension is not None else None))
             db.execute("BEGIN IMMEDIATE")
             db.executemany("INSERT INTO feedback (card, service, rule, digest, outcome, "
-                           "override_code, override_display, comment, outcome_time, received_at) "
-                           "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+                           "override_code, override_display, comment, outcome_time, received_at, "
+                           "extension) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
             db.execute("COMMIT")
         return len(rows)
 
