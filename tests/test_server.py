@@ -253,6 +253,10 @@ def test_a_public_address_without_authentication_is_refused():
     assert result.exit_code == 2 and "without authentication" in result.output
     result = CliRunner().invoke(main, ["serve", "--jwks", __file__])
     assert result.exit_code == 2 and "--issuer" in result.output
+    result = CliRunner().invoke(main, ["serve", "--jwks", __file__, "--issuer", "x"])
+    assert result.exit_code == 2 and "not a JWKS" in result.output
+    result = CliRunner().invoke(main, ["serve", "--rules", "/nonexistent/rules"])
+    assert result.exit_code == 2 and "rule folder not found" in result.output
 
 
 def test_the_command_line_does_not_import_the_server(run_python):

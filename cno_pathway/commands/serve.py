@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from ..errors import InputError
-from .common import rules_option
+from .common import load_pathway, rules_option
 
 _DB_HELP = "Feedback database (SQLite). Default: $XDG_DATA_HOME/cno-pathway/feedback.sqlite3."
 
@@ -49,6 +49,12 @@ def serve(host, port, workers, db, jwks, issuers, audiences, insecure, max_body,
     if not is_loopback(host) and jwks is None and not insecure:
         raise click.UsageError(f"refusing to serve on {host} without authentication: give --jwks "
                                "(and --issuer), or --insecure to accept unauthenticated calls")
+    # Fail here, in one line, rather than in every worker: the rule base and the key file.
+    load_pathway(rules_dir)
+    if jwks is not None and not jwks.startswith(("http://", "https://")):
+        from ..interop.server import load_jwks
+
+        load_jwks(jwks)
     config = ServeConfig(host=host, port=port, workers=workers, db=str(db or default_path()),
                          rules=str(rules_dir) if rules_dir else None,
                          jwks=str(jwks) if jwks else None, issuers=list(issuers),

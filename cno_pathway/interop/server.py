@@ -21,7 +21,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse
 
 from ..consult.consult import Pathway
-from ..errors import ProfileError
+from ..errors import InputError, ProfileError
 from . import cdshooks
 from .feedback import FeedbackError, FeedbackStore
 
@@ -288,7 +288,7 @@ def load_jwks(where: str):
         data = json.loads(Path(where).read_text(encoding="utf-8"))
         keys = jwt.PyJWKSet.from_dict(data)
     except (OSError, ValueError, jwt.PyJWKSetError, jwt.InvalidKeyError) as exc:
-        raise SystemExit(f"cno-pathway: error: --jwks {where}: {exc}") from None
+        raise InputError(f"not a JWKS: {exc}", file=where, field="--jwks") from None
     return {key.key_id: key for key in keys.keys}
 
 
