@@ -197,6 +197,18 @@ def test_order_sign_warns_on_a_drug_to_avoid_and_a_repeat_glucocorticoid_course(
     assert all("overrideReasons" in c for c in body["cards"] if c["indicator"] == "warning")
 
 
+def test_an_order_before_a_diagnostic_gate_is_warned(server):
+    data = _profile("unifocal-no-biopsy")
+    drafts = [_request("mr-1", "naproxen", data["id"])]
+    status, body = server.post(ORDER_SIGN, hook_body(bundle_from_profile(data), hook="order-sign",
+                                                     drafts=drafts))
+    assert status == 200, body
+    rules = {c["source"]["topic"]["code"]: c for c in body["cards"]}
+    assert {"CNO-DX-UNIFOCAL-BIOPSY", "CNO-DX-WHOLE-BODY-IMAGING"} <= set(rules)
+    assert all(c["indicator"] == "warning" and c["overrideReasons"] for c in rules.values())
+    assert all(len(c["summary"]) < 140 for c in body["cards"])
+
+
 def test_order_select_gives_the_source_dose_for_a_suggested_drug(server, pathway):
     data = _profile("typical-multifocal")
     expected = pathway.consult(validate_profile(data, pathway.vocabulary))

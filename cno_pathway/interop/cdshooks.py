@@ -241,11 +241,19 @@ def order_cards(call: HookCall, orders: list[dict], consult: Consult, pathway: P
         if drug is None:
             continue
         drug_class = vocab.class_of(drug)
+        name = drug.replace("_", " ")
+        for s in consult.suggestions:      # a gate that must come first comes before any drug
+            if indicator(s) == "critical":
+                cards.append(card_for(s, consult, call, len(cards),
+                                      summary=f"Order {name}: first {s.title}",
+                                      extra=f"The draft order {order['resource']} ({name}) comes "
+                                            "before a step the consult puts first."))
+                cards[-1]["indicator"] = "warning"
+                cards[-1]["overrideReasons"] = _override_reasons()
         for index, s in enumerate(consult.suggestions):
             same = s.therapy == drug or (drug_class and vocab.class_of(s.therapy) == drug_class)
             if not same:
                 continue
-            name = drug.replace("_", " ")
             if s.kind == "avoid":
                 cards.append(card_for(s, consult, call, len(cards),
                                       summary=f"Order {name}: {s.title}",
