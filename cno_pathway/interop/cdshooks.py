@@ -230,8 +230,9 @@ def dose_summary(s: Suggestion) -> str:
 
 def order_cards(call: HookCall, orders: list[dict], consult: Consult, pathway: Pathway) -> list[dict]:
     """Each draft MedicationRequest (for order-select: each selected one) against the consult:
-    a drug the consult says to avoid (the drug or its class) gets that rule's warning card; a drug
-    the consult suggests with a source regimen gets an info card with the dose."""
+    any drug ordered while a diagnostic gate stands (a critical card) gets that gate's warning
+    card; a drug the consult says to avoid (the drug or its class) gets that rule's warning card;
+    a drug the consult suggests with a source regimen gets an info card with the dose."""
     vocab = pathway.vocabulary
     chosen = [o for o in orders if call.service == ORDER_SIGN or not call.selections
               or o["resource"] in call.selections]
