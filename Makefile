@@ -15,7 +15,7 @@ COMPILE := $(BIN)/python -m compileall -q cno_pathway
 $(BIN)/cno-pathway: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BUILD_FLAGS) $(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BUILD_FLAGS) $(BIN)/python -m pip install --quiet -e '.[test,server]'
 	$(COMPILE)
 	@touch $@
 
@@ -33,6 +33,7 @@ lint: install
 bench: install
 	$(COMPILE)
 	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/service.py
 
 # the pathway diagram, generated from rules/: docs/pathway.mmd and the README's Mermaid block
 diagram: install

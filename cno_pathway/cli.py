@@ -32,6 +32,8 @@ COMMANDS = {
     "demo": "teaching:demo",
     "cases": "teaching:cases",
     "rules": "rules:rules",
+    "serve": "serve:serve",
+    "feedback": "serve:feedback",
 }
 
 INTERRUPTED = 130

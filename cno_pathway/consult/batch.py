@@ -14,7 +14,7 @@ from typing import IO, Iterator
 
 from .consult import Pathway
 from ..errors import InputError, ProfileError
-from ..patient.profile import validate_profile
+from ..patient.intake import profile_from_data
 
 MAX_LINE_BYTES = 1024 * 1024
 
@@ -80,7 +80,7 @@ def run_batch(pathway: Pathway, lines: IO[bytes], source: str, *, on_result, on_
             except (ValueError, RecursionError) as exc:
                 raise ProfileError(f"not a JSON profile: {exc}", file=source, line=number) from None
             try:
-                profile = validate_profile(data, pathway.vocabulary, source=source)
+                profile = profile_from_data(data, pathway.vocabulary, source=source)
             except ProfileError as exc:
                 exc.line = number
                 raise

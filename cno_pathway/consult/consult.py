@@ -164,7 +164,17 @@ class Consult:
     trace: list[TraceEntry] = field(default_factory=list)
     not_suggested_scope: list[str] | None = None   # section labels shown; None: every rule
     document: Any = None            # document.Document: bottom line, references, basis
-    inputs_not_used: list[str] = field(default_factory=list)   # given but read by no rule
+    # what a FHIR intake could not use (interop/fhir.py); None for a profile given as such
+    inputs_not_used: list[dict] | None = None
+
+    @property
+    def inputs_not_used_lines(self) -> list[str]:
+        """What the intake could not use, one line each, for the basis section."""
+        lines = []
+        for item in self.inputs_not_used or ():
+            where = item["resource"] + (f" ({item['element']})" if item.get("element") else "")
+            lines.append(f"{where}: {item['reason']}")
+        return lines
 
     @property
     def label(self) -> str | None:
@@ -194,7 +204,9 @@ class Consult:
         if self.document is not None:
             data["bottom_line"] = self.document.bottom_line.to_json()
             data["references"] = [r.to_json() for r in self.document.references]
-            data["basis"] = self.document.basis.to_json(self.inputs_not_used)
+            data["basis"] = self.document.basis.to_json(self.inputs_not_used or [])
+        if self.inputs_not_used is not None:
+            data["inputs_not_used"] = self.inputs_not_used
         if self.explain:
             data["trace"] = {"fired": self.evaluation.fired,
                              "derivations": [{"rule": r, "fact": f, "value": v}
@@ -278,6 +290,7 @@ class Pathway:
             treatments=self._treatments(profile),
             trace=self._trace(evaluation),
             not_suggested_scope=scope,
+            inputs_not_used=getattr(profile, "inputs_not_used", None),
         )
         consult.document = arrange(consult, self)
         return consult

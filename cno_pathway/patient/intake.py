@@ -45,9 +45,34 @@ def profile_document(doc: Document) -> Document:
 
 
 def profile_from_file(path: str | Path, vocabulary: Vocabulary) -> PatientProfile:
-    """A profile file, or a teaching case file (its `profile` part)."""
+    """A profile file, a teaching case file (its `profile` part), or a FHIR Bundle."""
     doc = profile_document(read_document(path, error=ProfileError))
-    return validate_profile(doc.data, vocabulary, document=doc)
+    return profile_from_data(doc.data, vocabulary, document=doc)
+
+
+# A FHIR R4 Bundle (top-level resourceType "Bundle") is read by the interop layer, which sits
+# above this one and registers its reader when imported (cno_pathway/interop/__init__.py).
+_bundle_reader: Callable | None = None
+
+
+def register_bundle_reader(reader: Callable) -> None:
+    global _bundle_reader
+    _bundle_reader = reader
+
+
+def is_bundle(data) -> bool:
+    return isinstance(data, dict) and data.get("resourceType") == "Bundle"
+
+
+def profile_from_data(data, vocabulary: Vocabulary, *, document: Document | None = None,
+                      source: str | None = None) -> PatientProfile:
+    """Plain profile data, or a FHIR Bundle, validated into a profile."""
+    if is_bundle(data):
+        source = source or (document.source if document else None)
+        if _bundle_reader is None:
+            raise ProfileError("a FHIR Bundle needs cno_pathway.interop to read it", file=source)
+        return _bundle_reader(data, vocabulary, source=source)
+    return validate_profile(data, vocabulary, document=document, source=source)
 
 
 def parse_tried(spec: str, vocabulary: Vocabulary, *, where: str = "--tried") -> dict:
