@@ -218,7 +218,8 @@ def test_a_draft_rule_is_named_in_the_header(write_rules, fixture_seeds, fmt):
 def test_inputs_not_used_are_shown_only_when_there_are_some(fixture_pathway, fmt):
     c = fixture_pathway.consult(validate_profile(NAIVE, fixture_pathway.vocabulary))
     assert "not used by any rule" not in render_consult(c, fmt)
-    c.inputs_not_used = ["Observation.code 1234-5 (not a fact of the pathway)"]
+    c.inputs_not_used = [{"resource": "Observation/o-1", "element": "code",
+                          "reason": "code 1234-5 is not a fact of the pathway"}]
     out = render_consult(c, fmt)
     if fmt == "json":
         assert json.loads(out)["basis"]["inputs_not_used"] == c.inputs_not_used
@@ -272,7 +273,7 @@ def _poison(c, value: str):
     for ref in doc.references:
         ref.text = value
     doc.basis.inputs_missing = [value]
-    c.inputs_not_used = [value]
+    c.inputs_not_used = [{"resource": value, "element": value, "reason": value}]
     c.disclaimer = value
     return c
 
