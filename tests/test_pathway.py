@@ -67,8 +67,7 @@ def _check_invariants(pathway, data):
             assert s.kind in ("avoid", "alert", "monitor"), s.rule
         # never an avoid of a drug that is ongoing and helping
         if s.kind == "avoid":
-            assert s.therapy not in facts["responding_drugs"], s.rule
-            assert s.therapy not in facts["responding_classes"], s.rule
+            assert pathway.vocabulary.class_of(s.therapy) not in facts["responding_classes"], s.rule
     # no escalation past NSAIDs for a treatment-naive patient without vertebral disease or IBD
     if "treatment_naive" in consult.stage and not facts["vertebral"] and "ibd" not in facts["features"]:
         assert _new_escalations(consult) == []

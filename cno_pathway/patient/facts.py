@@ -107,7 +107,7 @@ def _history(profile: PatientProfile, vocabulary: Vocabulary) -> dict:
         "responding_classes", "complete_response_classes", "relapsed_classes",
         "intolerant_classes", "intolerant_drugs", "adverse_event_classes", "adverse_events",
         "ongoing_classes", "ongoing_drugs", "refractory_classes", "stopped_in_remission_classes",
-        "no_trial_length_classes", "adequate_trial_classes", "responding_drugs")}
+        "no_trial_length_classes")}
     for t in profile.treatments:
         cls = vocabulary.class_of(t.drug)
         adequate = vocabulary.drug_classes[cls].adequate_trial_months
@@ -115,13 +115,9 @@ def _history(profile: PatientProfile, vocabulary: Vocabulary) -> dict:
         groups["tried_classes"].add(cls)
         groups["tried_drugs"].add(t.drug)
         groups[_OUTCOME_FACTS[outcome]].add(cls)
-        if adequate is not None and t.months >= adequate:
-            groups["adequate_trial_classes"].add(cls)
         if outcome in ("refractory", "relapsed"):
             groups["failed_classes"].add(cls)
             groups["failed_drugs"].add(t.drug)
-        if outcome == "responding":
-            groups["responding_drugs"].add(t.drug)
         if t.response == "complete":
             groups["complete_response_classes"].add(cls)
         if outcome == "not_tolerated":
