@@ -14,7 +14,9 @@ from cno_pathway.knowledge.vocabulary import load_vocabulary
 HISTORY_LISTS = ("tried_classes", "tried_drugs", "failed_classes", "failed_drugs",
                  "too_short_classes", "responding_classes", "complete_response_classes",
                  "relapsed_classes", "intolerant_classes", "intolerant_drugs",
-                 "adverse_event_classes", "adverse_events", "ongoing_classes", "ongoing_drugs")
+                 "adverse_event_classes", "adverse_events", "ongoing_classes", "ongoing_drugs",
+                 "refractory_classes", "no_trial_length_classes", "stopped_in_remission_classes",
+                 )
 
 
 @pytest.fixture(scope="module")
@@ -59,10 +61,12 @@ def test_the_adequate_trial_boundary_is_inclusive(facts_of):
     assert facts_of(("naproxen", 2.9, "none"))["too_short_classes"] == ["nsaid"]
 
 
-def test_a_class_with_no_adequate_trial_length_fails_after_any_trial(facts_of):
+def test_no_response_where_the_sources_give_no_trial_length_is_its_own_outcome(facts_of):
+    """Never "adequate" by default: the consult says the sources give no length (issue 13)."""
     facts = facts_of(("methotrexate", 0.5, "none"), ("prednisolone", 0, "relapse"))
-    assert facts["failed_classes"] == ["glucocorticoid", "csdmard"]
-    assert facts["too_short_classes"] == []
+    assert facts["failed_classes"] == ["glucocorticoid"]
+    assert facts["no_trial_length_classes"] == ["csdmard"]
+    assert facts["too_short_classes"] == [] and facts["refractory_classes"] == []
 
 
 def test_the_rule_base_not_python_says_what_an_adequate_trial_is(tmp_path, fixture_rules):
@@ -105,10 +109,11 @@ def test_relapse_after_an_adequate_trial_is_a_failure(facts_of):
     assert facts["failed_classes"] == ["nsaid"]
 
 
-def test_relapse_after_a_short_trial_is_not_a_failure_nor_too_short(facts_of):
+def test_relapse_after_a_response_is_relapsed_whatever_the_length(facts_of):
+    """A relapse follows a response, so the trial was long enough to work: never "too short"."""
     facts = facts_of(("naproxen", 1, "relapse"))
-    assert facts["relapsed_classes"] == ["nsaid"]
-    assert facts["failed_classes"] == [] and facts["too_short_classes"] == []
+    assert facts["relapsed_classes"] == ["nsaid"] and facts["failed_classes"] == ["nsaid"]
+    assert facts["too_short_classes"] == [] and facts["refractory_classes"] == []
 
 
 @pytest.mark.parametrize("response", ["intolerance", "adverse_event"])
@@ -217,7 +222,7 @@ def test_every_fact_is_in_the_schema_with_its_type(facts_of):
                      activity={"pain": True, "swelling": False, "functional_impairment": False,
                                "active_lesions_on_mri": True, "new_lesions": False},
                      labs={"crp_mg_l": 3, "esr_mm_h": 5, "cbc_normal": True},
-                     features=["acne"], red_flags=["fever"])
+                     features=["acne"], red_flags=["fever"], jansson_score=41)
     for name, value in facts.items():
         kind = FACT_SCHEMA[name].kind
         if kind == "number":
@@ -243,7 +248,8 @@ def test_lists_are_in_vocabulary_order_whatever_the_input_order(facts_of, vocab)
                      lesions={"count": 4, "sites": ["tibia", "clavicle", "vertebra"]})
     assert facts["tried_classes"] == ["nsaid", "glucocorticoid", "csdmard", "tnf_inhibitor",
                                       "bisphosphonate"]
-    assert facts["failed_classes"] == ["nsaid", "glucocorticoid", "bisphosphonate"]
+    assert facts["failed_classes"] == ["nsaid", "glucocorticoid"]
+    assert facts["no_trial_length_classes"] == ["bisphosphonate"]
     assert facts["tried_drugs"] == [d for d in vocab.values("drugs") if d in
                                     {"zoledronic_acid", "methotrexate", "naproxen", "prednisolone",
                                      "etanercept"}]
@@ -268,3 +274,65 @@ def test_derive_facts_is_pure(vocab, make_profile):
     second = derive_facts(profile, vocab)
     assert second["failed_classes"] == ["nsaid"] and "changed" not in second["lesions.sites"]
     assert profile.to_data() == before
+
+
+# -- the course model (issue 13) -------------------------------------------------------------------
+
+@pytest.mark.parametrize("treatment, outcome_fact", [
+    ({"drug": "naproxen", "months": 4, "response": "partial", "ongoing": True}, "responding_classes"),
+    ({"drug": "naproxen", "months": 4, "response": "complete"}, "stopped_in_remission_classes"),
+    ({"drug": "naproxen", "months": 4, "response": "none"}, "refractory_classes"),
+    ({"drug": "naproxen", "months": 1, "response": "none", "ongoing": True}, "too_short_classes"),
+    ({"drug": "naproxen", "months": 1, "response": "relapse"}, "relapsed_classes"),
+    ({"drug": "naproxen", "months": 1, "response": "intolerance"}, "intolerant_classes"),
+    ({"drug": "naproxen", "months": 6, "response": "adverse_event"}, "intolerant_classes"),
+])
+def test_each_course_has_exactly_one_outcome(facts_of, treatment, outcome_fact):
+    outcomes = ("responding_classes", "stopped_in_remission_classes", "refractory_classes",
+                "too_short_classes", "relapsed_classes", "intolerant_classes", "no_trial_length_classes")
+    facts = facts_of(treatment)
+    assert [name for name in outcomes if facts[name]] == [outcome_fact]
+
+
+def test_intolerance_is_not_failure_even_after_an_adequate_length(facts_of):
+    facts = facts_of(("naproxen", 6, "intolerance"))
+    assert facts["intolerant_classes"] == ["nsaid"] and facts["failed_classes"] == []
+
+
+def test_responding_counts_only_ongoing_courses(facts_of):
+    facts = facts_of({"drug": "etanercept", "months": 4, "response": "complete", "ongoing": True},
+                     ("naproxen", 4, "partial"))
+    assert facts["responding_classes"] == ["tnf_inhibitor"]
+    assert facts["responding_class_count"] == 1
+    assert facts["stopped_in_remission_classes"] == ["nsaid"]
+
+
+@pytest.mark.parametrize("activity, expected", [
+    ({}, "not_recorded"),
+    ({"pain": False}, "inactive"),
+    ({"pain": False, "swelling": False, "functional_impairment": False,
+      "active_lesions_on_mri": False, "new_lesions": False}, "inactive"),
+    ({"pain": False, "active_lesions_on_mri": True}, "active"),
+    ({"new_lesions": True}, "active"),
+    ({"functional_impairment": True, "swelling": False}, "active"),
+])
+def test_disease_activity_from_the_recorded_signs_only(facts_of, activity, expected):
+    facts = facts_of(("naproxen", 4, "none"), activity=activity)
+    assert facts["disease_activity"] == expected
+
+
+def test_structural_damage_is_a_vertebral_fracture(facts_of):
+    damaged = facts_of(lesions={"count": 2, "sites": ["vertebra"], "vertebral_fracture": True})
+    assert damaged["structural_damage"] is True
+    assert facts_of()["structural_damage"] is False
+
+
+def test_jansson_score_is_passed_through_and_checked(facts_of, vocab):
+    assert facts_of(jansson_score=39)["jansson_score"] == 39
+    assert "jansson_score" not in facts_of()
+    from cno_pathway.errors import ProfileError
+    for bad in (64, -1, 39.5, "40"):
+        with pytest.raises(ProfileError) as info:
+            validate_profile({"age_years": 10, "diagnosis": "cno", "lesions": {"count": 1},
+                              "jansson_score": bad}, vocab)
+        assert info.value.field == "jansson_score"

@@ -32,37 +32,40 @@ def _consult(runner, path, *edits, fmt=None):
 
 # -- the vertebral-fracture toggle ----------------------------------------------------------------
 
-def test_vertebral_fracture_brings_in_a_pamidronate_recommendation_marked_new(runner, examples_dir):
+def test_vertebral_fracture_brings_in_a_pamidronate_consideration_marked_new(runner, examples_dir):
     case = examples_dir / "typical-multifocal.yaml"         # no vertebral lesion, no treatment yet
     result = _consult(runner, case, "sites+=vertebra", "vertebral_fracture=true")
     assert result.exit_code == 0, result.output
     out = result.output
     assert re.search(r"lesions\.vertebral_fracture no -> yes", out)
     table = out.split("AFTER")[1].split("Differences")[0]
-    row = re.search(r"^\+ +RECOMMEND pamidronate \(C\)$", table, re.M)
+    row = re.search(r"^\+ +CONSIDER pamidronate \(C\)$", table, re.M)
     assert row, table
-    assert re.search(r"^\+ new +recommend pamidronate: ", out.split("Differences")[1], re.M)
+    assert re.search(r"^\+ new +consider pamidronate: ", out.split("Differences")[1], re.M)
 
     data = json.loads(_consult(runner, case, "sites+=vertebra", "vertebral_fracture=true",
                                fmt="json").output)
     assert data["schema"] == whatif.SCHEMA
     new = [c for c in data["changes"]["suggestions"] if c["status"] == "new"]
-    assert any(c["therapy"] == "pamidronate" and c["after"]["kind"] == "recommend" for c in new)
+    assert any(c["therapy"] == "pamidronate" and c["after"]["kind"] == "consider" for c in new)
     assert not any(s["therapy"] == "pamidronate" for s in data["before"]["suggestions"])
     assert data["after"]["profile"]["lesions"]["vertebral_fracture"] is True
     assert data["before"]["profile"]["lesions"]["vertebral_fracture"] is False
 
 
-def test_vertebral_fracture_off_turns_the_recommendation_into_a_consideration(runner, examples_dir):
-    result = _consult(runner, examples_dir / "vertebral-fracture.yaml", "lesions.vertebral_fracture=false")
+def test_a_response_turns_the_consideration_into_a_recommendation(runner, examples_dir):
+    # (issue 13: a bisphosphonate for a vertebral fracture "should be considered", never a
+    # recommendation, so the NSAID response is the kind change shown here)
+    result = _consult(runner, examples_dir / "nsaid-too-short.yaml", "treatments[0].response=partial")
     assert result.exit_code == 0, result.output
-    assert re.search(r"^~ RECOMMEND pamidronate \(C\) +CONSIDER pamidronate \(C\)$", result.output,
+    assert re.search(r"^~ CONSIDER nsaid \(C\) +RECOMMEND nsaid \(C\)$", result.output,
                      re.M), result.output
     assert not re.search(r" +$", result.output, re.M)      # no trailing blanks
 
 
 def test_the_issue_example_a_fracture_and_a_failed_tnf_inhibitor(pathway):
-    profile = find_case("tnf-psoriasis").profile(pathway.vocabulary)
+    # (issue 13: a TNF inhibitor that still works is not "failed", so the case is one without)
+    profile = find_case("pamidronate-working").profile(pathway.vocabulary)
     result = whatif.what_if(pathway, profile, ["vertebral_fracture=true", "treatments+=etanercept:3:none"])
     assert result.applied[0] == ("lesions.vertebral_fracture", False, True)
     assert [t["drug"] for t in result.applied[1][2]][-1] == "etanercept"
@@ -71,8 +74,8 @@ def test_the_issue_example_a_fracture_and_a_failed_tnf_inhibitor(pathway):
 
 
 def test_changed_kind_is_one_changed_row(pathway):
-    profile = find_case("steroid-relapse").profile(pathway.vocabulary)
-    result = whatif.what_if(pathway, profile, ["features+=arthritis"])
+    profile = find_case("nsaid-too-short").profile(pathway.vocabulary)
+    result = whatif.what_if(pathway, profile, ["treatments[0].response=partial"])
     changed = result.changes.changed
     assert changed and all(c.before.therapy == c.after.therapy for c in changed)
     assert any(c.before.kind == "consider" and c.after.kind == "recommend" for c in changed)
@@ -91,7 +94,7 @@ def test_markdown(runner, examples_dir):
                       "vertebral-fracture=true", fmt="markdown")
     assert result.exit_code == 0, result.output
     assert "| change | before | after | rule |" in result.output
-    assert re.search(r"^\| \*\*new\*\* \|  \| recommend pamidronate \(C\) \|", result.output, re.M)
+    assert re.search(r"^\| \*\*new\*\* \|  \| consider pamidronate \(C\) \|", result.output, re.M)
 
 
 def test_without_what_if_the_consult_is_unchanged(runner, examples_dir):

@@ -19,12 +19,17 @@ VOCABULARY_FILE = "vocabulary.yaml"
 
 # The lists a profile or a condition can name; each maps to a key of vocabulary.yaml.
 _LIST_KEYS = ("sexes", "diagnoses", "imaging", "sites", "features", "red_flags", "biopsy",
-              "hla_b27", "responses", "adverse_events")
+              "hla_b27", "responses", "adverse_events", "disease_activity")
 
+
+# The values of the derived fact disease_activity (patient/facts.py computes them, so a rule base
+# may relabel them but not add or drop one).
+DISEASE_ACTIVITY = ("active", "inactive", "not_recorded")
 
 _SINGULAR = {"sexes": "sex", "diagnoses": "diagnosis", "imaging": "imaging", "sites": "site",
              "features": "feature", "red_flags": "red flag", "biopsy": "biopsy result",
              "hla_b27": "HLA-B27 value", "responses": "response", "adverse_events": "adverse event",
+             "disease_activity": "disease activity value",
              "drugs": "drug", "drug_classes": "drug class", "stages": "stage",
              "procedures": "procedure", "therapies": "therapy", "flags": "flag"}
 
@@ -130,6 +135,8 @@ def vocabulary_from_document(doc: Document) -> Vocabulary:
     words: dict[str, dict[str, str]] = {}
     for key in _LIST_KEYS:
         value = data.get(key)
+        if value is None and key == "disease_activity":
+            value = list(DISEASE_ACTIVITY)   # the values the facts step derives; labels optional
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             words[key] = {v: v.replace("_", " ") for v in value}
         elif isinstance(value, dict) and all(isinstance(v, str) for v in value.values()):
@@ -139,6 +146,9 @@ def vocabulary_from_document(doc: Document) -> Vocabulary:
         for name in words[key]:
             if canonical(name) != name:
                 fail(f"{key}: {name!r} is not a canonical name (use {canonical(name)!r})", (key,))
+    if set(words["disease_activity"]) != set(DISEASE_ACTIVITY):
+        fail(f"disease_activity must name exactly {', '.join(DISEASE_ACTIVITY)} (the values the "
+             "facts step derives); only their labels are yours", ("disease_activity",))
     classes: dict[str, DrugClass] = {}
     raw_classes = data.get("drug_classes")
     if not isinstance(raw_classes, dict):

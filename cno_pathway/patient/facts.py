@@ -1,8 +1,11 @@
 """Profile -> flat facts: the one small, pure step the rules match on.
 
-This step only counts and groups what the profile says (which classes were tried, failed, not
-tolerated...). What counts as an adequate trial comes from the rule base's vocabulary, not from
-Python; where the patient sits on the pathway is decided by the staging rules, not here.
+This step only counts and groups what the profile says: per drug class, the course of each
+treatment (tried, ongoing, long enough to judge, and its outcome: responding, refractory, relapsed
+after a response, too short to judge, no response where the sources give no trial length, not
+tolerated, stopped in remission), the current disease activity and structural damage. What counts
+as an adequate trial comes from the rule base's vocabulary, not from Python; what each combination
+means (where the patient sits on the pathway, what to suggest) is decided by the rules, not here.
 
 The facts it derives are the ones FACT_SCHEMA (knowledge/factschema.py) declares.
 """
@@ -11,7 +14,9 @@ from __future__ import annotations
 
 from .profile import PatientProfile
 from ..knowledge.factschema import ADULT_AGE, FACT_SCHEMA, FactType  # noqa: F401 (re-exported)
-from ..knowledge.vocabulary import Vocabulary
+
+ACTIVITY_SIGNS = ("pain", "swelling", "functional_impairment", "active_lesions_on_mri", "new_lesions")
+from ..knowledge.vocabulary import DISEASE_ACTIVITY, Vocabulary
 
 
 def derive_facts(profile: PatientProfile, vocabulary: Vocabulary) -> dict:
@@ -35,9 +40,12 @@ def derive_facts(profile: PatientProfile, vocabulary: Vocabulary) -> dict:
         "biopsy": profile.biopsy,
         "hla_b27": profile.hla_b27,
     }
-    for name in ("pain", "swelling", "functional_impairment", "active_lesions_on_mri", "new_lesions"):
+    for name in ACTIVITY_SIGNS:
         facts[f"activity.{name}"] = getattr(profile.activity, name)
     facts["vertebral"] = "vertebra" in profile.lesions.sites or profile.lesions.vertebral_fracture
+    facts["structural_damage"] = profile.lesions.vertebral_fracture
+    facts["disease_activity"] = disease_activity(profile)
+    facts["jansson_score"] = profile.jansson_score
     facts["multifocal"] = profile.lesions.count > 1
     facts["red_flag_count"] = len(profile.red_flags)
     onset = profile.age_at_onset_years
@@ -53,6 +61,41 @@ def not_tolerated(treatment) -> bool:
     return treatment.response in ("intolerance", "adverse_event") or bool(treatment.adverse_events)
 
 
+def disease_activity(profile: PatientProfile) -> str:
+    """'active' if any recorded sign of activity is present (pain, swelling, functional impairment,
+    active or new lesions on MRI), 'inactive' if signs are recorded and all absent, else
+    'not_recorded'. Nothing is inferred from the treatment history: the rules weigh that."""
+    signs = [getattr(profile.activity, name) for name in ACTIVITY_SIGNS]
+    active, inactive, not_recorded = DISEASE_ACTIVITY
+    if any(sign is True for sign in signs):
+        return active
+    if any(sign is False for sign in signs):
+        return inactive
+    return not_recorded
+
+
+def course_outcome(treatment, adequate_months: float | None) -> str:
+    """The outcome of one treatment, from its response, its length and whether it goes on.
+
+    A trial without response is judged only once it lasted the class's adequate trial; where the
+    sources give no length it is its own outcome, never silently "adequate"."""
+    if treatment.response in ("intolerance", "adverse_event"):
+        return "not_tolerated"
+    if treatment.response == "relapse":
+        return "relapsed"
+    if treatment.response in ("partial", "complete"):
+        return "responding" if treatment.ongoing else "stopped_in_remission"
+    if adequate_months is None:
+        return "no_trial_length"
+    return "refractory" if treatment.months >= adequate_months else "too_short"
+
+
+_OUTCOME_FACTS = {"responding": "responding_classes", "stopped_in_remission": "stopped_in_remission_classes",
+                  "refractory": "refractory_classes", "relapsed": "relapsed_classes",
+                  "too_short": "too_short_classes", "no_trial_length": "no_trial_length_classes",
+                  "not_tolerated": "intolerant_classes"}
+
+
 def _in_order(values, vocabulary: Vocabulary, kind: str) -> list[str]:
     """A list fact in vocabulary order, so the same facts come out whatever order they were given in."""
     return [v for v in vocabulary.values(kind) if v in values]
@@ -63,26 +106,21 @@ def _history(profile: PatientProfile, vocabulary: Vocabulary) -> dict:
         "tried_classes", "tried_drugs", "failed_classes", "failed_drugs", "too_short_classes",
         "responding_classes", "complete_response_classes", "relapsed_classes",
         "intolerant_classes", "intolerant_drugs", "adverse_event_classes", "adverse_events",
-        "ongoing_classes", "ongoing_drugs")}
+        "ongoing_classes", "ongoing_drugs", "refractory_classes", "stopped_in_remission_classes",
+        "no_trial_length_classes")}
     for t in profile.treatments:
         cls = vocabulary.class_of(t.drug)
         adequate = vocabulary.drug_classes[cls].adequate_trial_months
-        long_enough = adequate is None or t.months >= adequate
+        outcome = course_outcome(t, adequate)
         groups["tried_classes"].add(cls)
         groups["tried_drugs"].add(t.drug)
-        if t.response in ("none", "relapse") and long_enough:
+        groups[_OUTCOME_FACTS[outcome]].add(cls)
+        if outcome in ("refractory", "relapsed"):
             groups["failed_classes"].add(cls)
             groups["failed_drugs"].add(t.drug)
-        if t.response == "none" and not long_enough:
-            groups["too_short_classes"].add(cls)
-        if t.ongoing and t.response in ("partial", "complete"):
-            groups["responding_classes"].add(cls)
         if t.response == "complete":
             groups["complete_response_classes"].add(cls)
-        if t.response == "relapse":
-            groups["relapsed_classes"].add(cls)
-        if t.response in ("intolerance", "adverse_event"):
-            groups["intolerant_classes"].add(cls)
+        if outcome == "not_tolerated":
             groups["intolerant_drugs"].add(t.drug)
         if t.adverse_events or t.response == "adverse_event":
             groups["adverse_event_classes"].add(cls)
@@ -95,6 +133,7 @@ def _history(profile: PatientProfile, vocabulary: Vocabulary) -> dict:
         order = vocabulary.values(FACT_SCHEMA[name].vocabulary)
         out[name] = [v for v in order if v in values]
     out["failed_class_count"] = len(out["failed_classes"])
+    out["responding_class_count"] = len(out["responding_classes"])
     out["intolerance_count"] = sum(1 for t in profile.treatments if not_tolerated(t))
     out["treatment_count"] = len(profile.treatments)
     return out

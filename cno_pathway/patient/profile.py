@@ -123,6 +123,7 @@ class PatientProfile(BaseModel):
     red_flags: list[str] = []
     biopsy: str = "none"
     hla_b27: str = "unknown"
+    jansson_score: Annotated[int, Field(ge=0, le=63)] | None = None
     treatments: Annotated[list[Treatment], Field(max_length=1000)] = []
 
     @field_validator("sex", mode="before")
