@@ -58,7 +58,7 @@ def test_a_response_turns_the_consideration_into_a_recommendation(runner, exampl
     # recommendation, so the NSAID response is the kind change shown here)
     result = _consult(runner, examples_dir / "nsaid-too-short.yaml", "treatments[0].response=partial")
     assert result.exit_code == 0, result.output
-    assert re.search(r"^~ CONSIDER nsaid \(C\) +RECOMMEND nsaid \(C\)$", result.output,
+    assert re.search(r"^~ CONSIDER NSAID \(C\) +RECOMMEND NSAID \(C\)$", result.output,
                      re.M), result.output
     assert not re.search(r" +$", result.output, re.M)      # no trailing blanks
 
