@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import EvidenceError
-from ..yamlio import Document, read_document
+from ..yamlio import Document, knowledge_snapshot, read_document
 
 GRADING_FILE = "grading.yaml"
 POPULATIONS = ("pediatric", "adult", "mixed")
@@ -105,17 +105,29 @@ class EvidenceLibrary:
         return [f for s in self.sources.values() for f in s.findings.values()]
 
 
+def check_seed_folder(directory: Path) -> list[Path]:
+    """An evidence folder is checked before anything in it is read (see rulebook.check_folder)."""
+    from .rulebook import check_folder
+
+    return check_folder(Path(directory), (GRADING_FILE,), "evidence", EvidenceError)
+
+
 def load_library(directory: Path) -> EvidenceLibrary:
     directory = Path(directory)
-    if not directory.is_dir():
-        raise EvidenceError("evidence folder not found", file=str(directory))
+    check_seed_folder(directory)
+    with knowledge_snapshot():
+        return _load_library(directory)
+
+
+def _load_library(directory: Path) -> EvidenceLibrary:
     grading = _load_grading(read_document(directory / GRADING_FILE, error=EvidenceError,
-                                          label=f"{directory.name}/{GRADING_FILE}"))
+                                          label=f"{directory.name}/{GRADING_FILE}", regular_only=True))
     sources: dict[str, Source] = {}
     for path in sorted(directory.glob("*.yaml")):
         if path.name == GRADING_FILE:
             continue
-        doc = read_document(path, error=EvidenceError, label=f"{directory.name}/{path.name}")
+        doc = read_document(path, error=EvidenceError, label=f"{directory.name}/{path.name}",
+                            regular_only=True)
         source = _parse_source(doc, grading, path.stem)
         if source.id in sources:
             raise EvidenceError(f"duplicate source id {source.id!r}", file=doc.source, line=doc.line(("id",)))

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,8 @@ from .conditions import (LIST_TESTS, OPERATORS, PRESENCE, All, Any_, Compare,
 from ..errors import InputError, RuleError
 from .factschema import FACT_SCHEMA
 from .vocabulary import Vocabulary, load_vocabulary
-from ..yamlio import Document, read_document, short_label
+from ..yamlio import (MAX_BYTES, Document, knowledge_snapshot, read_bytes, read_document,
+                      short_label)
 
 RULEBOOK_FILE = "rulebook.yaml"
 REGIMENS_FILE = "regimens.yaml"
@@ -132,14 +135,64 @@ def rule_files(directory: Path) -> list[Path]:
     return sorted(p for p in Path(directory).glob("*.yaml") if p.name not in RESERVED_FILES)
 
 
+MAX_FOLDER_FILES = 2000
+
+
+def check_folder(directory: Path, required: tuple[str, ...], what: str,
+                 error: type[InputError] = RuleError) -> list[Path]:
+    """The files of a rule or evidence folder, checked before any is read.
+
+    It must be a folder holding `required` as regular files (so `--rules /` or a home folder is
+    refused at once, not digested), with a bounded number of entries; every *.yaml in it must
+    be a regular file within the size limit (a FIFO or a device would hang or flood a read)."""
+    directory = Path(directory)
+    label = str(directory)
+    if not directory.is_dir():
+        raise error(f"{what} folder not found", file=label)
+    try:
+        with os.scandir(directory) as listing:
+            entries = []
+            for entry in listing:
+                entries.append(Path(entry.path))
+                if len(entries) > MAX_FOLDER_FILES:
+                    raise error(f"not a {what} folder: more than {MAX_FOLDER_FILES} entries", file=label)
+    except OSError as exc:
+        raise error(f"cannot read the {what} folder: {exc.strerror or exc}", file=label) from None
+    names = {p.name for p in entries}
+    for name in required:
+        if name not in names:
+            raise error(f"not a {what} folder: it has no {name} (a {what} folder holds "
+                        f"{', '.join(required)} and *.yaml files)", file=label)
+    files = []
+    for path in sorted(entries):
+        try:
+            info = path.stat()
+        except OSError:
+            if path.suffix == ".yaml" or path.name in required:
+                raise error("cannot read (a broken link?)", file=short_label(path)) from None
+            continue
+        regular = stat.S_ISREG(info.st_mode)
+        if path.suffix == ".yaml" or path.name in required:
+            if not regular:
+                raise error("not a regular file (a FIFO, device, socket or folder named *.yaml "
+                            "is never read)", file=short_label(path))
+        if regular:
+            if info.st_size > MAX_BYTES:
+                raise error(f"file is larger than {MAX_BYTES // (1024 * 1024)} MiB",
+                            file=short_label(path))
+            files.append(path)
+    return files
+
+
 def content_digest(*directories: Path) -> str:
-    """sha256 over the names and bytes of every file in the folders (sorted: reproducible)."""
+    """sha256 over the names and bytes of every regular file in the folders (sorted:
+    reproducible). Inside a knowledge snapshot the bytes are those the parser reads."""
     h = hashlib.sha256()
     for directory in directories:
         base = Path(directory)
-        for path in sorted(p for p in base.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-            h.update(f"{base.name}/{path.relative_to(base).as_posix()}\0".encode())
-            h.update(path.read_bytes())
+        for path in check_folder(base, (), "knowledge"):
+            h.update(f"{base.name}/{path.name}\0".encode())
+            h.update(read_bytes(path, error=RuleError, label=short_label(path), regular_only=True))
             h.update(b"\0")
     return "sha256:" + h.hexdigest()
 
@@ -150,18 +203,23 @@ def load_rulebook(directory: Path, *, seeds: Path | None = None,
 
     With `skipped` (lint's way), a rule file or regimens.yaml that does not parse is recorded
     there as ("rules" or "regimens", error) and left out, so every broken file is reported in
-    one run. The vocabulary and rulebook.yaml, which every rule needs, always raise."""
+    one run. The vocabulary and rulebook.yaml, which every rule needs, always raise. Each file
+    is read once: the digest covers exactly the bytes that were parsed."""
     directory = Path(directory)
-    if not directory.is_dir():
-        raise RuleError("rule folder not found", file=str(directory))
+    check_folder(directory, (RULEBOOK_FILE, VOCABULARY_FILE), "rule")
+    with knowledge_snapshot():
+        return _load_rulebook(directory, seeds, skipped)
+
+
+def _load_rulebook(directory, seeds, skipped) -> RuleBook:
     vocabulary = load_vocabulary(directory)
     meta = read_document(directory / RULEBOOK_FILE, error=RuleError,
-                         label=short_label(directory / RULEBOOK_FILE))
+                         label=short_label(directory / RULEBOOK_FILE), regular_only=True)
     sections, test_defaults, name, version, messages = _parse_meta(meta)
     rules: list[Rule] = []
     for path in rule_files(directory):
         try:
-            doc = read_document(path, error=RuleError, label=short_label(path))
+            doc = read_document(path, error=RuleError, label=short_label(path), regular_only=True)
             rules.extend(parse_rule_file(doc, vocabulary, sections))
         except InputError as exc:
             if skipped is None:

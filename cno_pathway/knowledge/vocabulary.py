@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import RuleError
-from ..yamlio import Document, read_document, short_label
+from ..yamlio import Document, bounded, read_document, short_label
 
 VOCABULARY_FILE = "vocabulary.yaml"
+MAX_NAME = 200  # no vocabulary name comes near; longer values skip the did-you-mean
 
 # The lists a profile or a condition can name; each maps to a key of vocabulary.yaml.
 _LIST_KEYS = ("sexes", "diagnoses", "imaging", "sites", "features", "red_flags", "biopsy",
@@ -81,14 +82,21 @@ class Vocabulary:
         return list(self.words[kind])
 
     def match(self, kind: str, value: str) -> str:
-        """Return the canonical name of `value` in list `kind`, or raise ValueError."""
+        """Return the canonical name of `value` in list `kind`, or raise ValueError.
+
+        Work is bounded by the value's length: a value longer than MAX_NAME is refused before
+        any normalising or did-you-mean (a 1 MB string reused 400 times costs nothing), and the
+        message shows a bounded, escaped prefix."""
         allowed = self.values(kind)
+        if len(value) > MAX_NAME:
+            raise ValueError(f"unknown {_SINGULAR.get(kind, kind)} {bounded(value)}: longer than "
+                             f"any name (allowed: {', '.join(allowed)})")
         name = canonical(value)
         if name in allowed:
             return name
         close = difflib.get_close_matches(name, allowed, n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown {_SINGULAR.get(kind, kind)} {value!r}{hint} "
+        raise ValueError(f"unknown {_SINGULAR.get(kind, kind)} {bounded(value)}{hint} "
                          f"(allowed: {', '.join(allowed)})")
 
     def class_of(self, therapy: str | None) -> str | None:
@@ -111,7 +119,7 @@ class Vocabulary:
 
 def load_vocabulary(rules_dir: Path) -> Vocabulary:
     path = Path(rules_dir) / VOCABULARY_FILE
-    doc = read_document(path, error=RuleError, label=short_label(path))
+    doc = read_document(path, error=RuleError, label=short_label(path), regular_only=True)
     return vocabulary_from_document(doc)
 
 

@@ -17,7 +17,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationI
 
 from ..errors import ProfileError
 from ..knowledge.vocabulary import Vocabulary
-from ..yamlio import Document
+from ..yamlio import Document, bounded, field_name
 
 _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
@@ -43,7 +43,7 @@ def _match_list(kind: str, values: Any, info: ValidationInfo) -> list[str]:
     names = [_match(kind, v, info) for v in values]
     twice = [n for n, c in Counter(names).items() if c > 1]
     if twice:
-        raise ValueError(f"{twice[0]!r} is listed twice")
+        raise ValueError(f"{bounded(twice[0])} is listed twice")
     return names
 
 
@@ -202,7 +202,7 @@ def _path_tuple(path: str) -> tuple:
     for chunk in path.replace("]", "").split("."):
         name, *indexes = chunk.split("[")
         parts.append(name)
-        parts.extend(int(i) for i in indexes)
+        parts.extend(int(i) for i in indexes if i.isdigit())
     return tuple(parts)
 
 
@@ -218,17 +218,22 @@ def validate_profile(data: Any, vocabulary: Vocabulary, *, document: Document | 
     except ValidationError as exc:
         problems = []
         first_path = None
+        first_loc = None
         for err in exc.errors(include_url=False):
             ctx_error = (err.get("ctx") or {}).get("error")
             if isinstance(ctx_error, _Contradiction):
                 path, message = ctx_error.field, ctx_error.message
             else:
                 loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-                path = field_path(loc) or "profile"
+                first_loc = first_loc or loc
+                path = field_name(loc) if loc else "profile"  # a key as typed: escaped, bounded
                 message = _plain(err)
             first_path = first_path or path
             problems.append((path, message))
-        line = document.line(_path_tuple(first_path)) if document and first_path != "profile" else None
+        line = None
+        if document and first_path != "profile":
+            line = document.line(first_loc if first_loc and first_path == field_name(first_loc)
+                                 else _path_tuple(first_path))
         head_path, head_message = problems[0]
         message = head_message
         if len(problems) > 1:
@@ -249,4 +254,4 @@ def _plain(err: dict) -> str:
     value = err.get("input")
     if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
         return "must be a finite number (NaN and infinity are not values)"
-    return f"{msg} (got {value!r})" if not isinstance(value, (dict, list)) else msg
+    return f"{msg} (got {bounded(value)})" if not isinstance(value, (dict, list)) else msg
