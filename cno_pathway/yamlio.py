@@ -196,10 +196,10 @@ def _parse_text(text: str, source: str, error) -> Document:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         problem = exc.problem or exc.context or "invalid YAML"
-        raise error(f"invalid YAML or JSON: {problem}", file=source,
+        raise error(f"invalid YAML or JSON: {escape_controls(str(problem)[:200])}", file=source,
                     line=mark.line + 1 if mark else None) from None
     except yaml.YAMLError as exc:
-        raise error(f"invalid YAML or JSON: {exc}", file=source) from None
+        raise error(f"invalid YAML or JSON: {escape_controls(str(exc)[:200])}", file=source) from None
     finally:
         loader.dispose()
 
@@ -258,7 +258,8 @@ class _EventBuilder:
             if tag in _EXPLICIT:
                 return _EXPLICIT[tag](text)
         except NotANumber as exc:
-            raise self.error(str(exc), file=self.source, line=event.start_mark.line + 1,
+            hint = ", or quote it if it is text" if "as written here" in str(exc) else ""
+            raise self.error(f"{exc}{hint}", file=self.source, line=event.start_mark.line + 1,
                              field=where() if where else None) from None
         if tag == _MERGE:
             self.fail("YAML merge keys ('<<') are not allowed: write the keys out", event.start_mark)
@@ -434,7 +435,7 @@ def _number_or_text(text: str):
     for pattern, why in _REFUSED:
         if pattern.fullmatch(text):
             raise NotANumber(f"{bounded(text)} is not a number as written here: {why}; write a "
-                             "plain decimal such as 32 or 1.5, or quote it if it is text")
+                             "plain decimal such as 32 or 1.5")
     return text
 
 

@@ -46,6 +46,9 @@ def _assert_clean_failure(proc, *expected):
     assert "Traceback" not in err and "Traceback" not in proc.stdout.decode("utf-8", "replace")
     assert err.startswith("cno-pathway: error: "), err
     assert len(err.strip().splitlines()) <= 12, err
+    assert len(err) < 10_000, err[:300]  # values are echoed as bounded prefixes
+    for raw in ("\x1b", "\x07", "\x9b", "\u202e"):  # escapes shown, never sent to the terminal
+        assert raw not in err, (raw, err)
     for text in expected:
         assert text in err, (text, err)
     assert proc.stdout == b""
@@ -78,6 +81,21 @@ PROFILE_CASES = {
     "bool-as-number.yaml": ["bool-as-number.yaml:1", "age_years"],
     "string-as-bool.yaml": ["string-as-bool.yaml:4", "activity.pain"],
     "merge-key.yaml": ["merge-key.yaml:4", "merge"],
+    # issue 14: numbers as people write them; YAML 1.1 forms are refused, never converted
+    "leading-zero.yaml": ["leading-zero.yaml:4", "weight_kg", "'032'", "leading zero"],
+    "sexagesimal.yaml": ["sexagesimal.yaml:5", "treatments[0].months", "'1:30'"],
+    "hexadecimal.yaml": ["hexadecimal.yaml:3", "lesions.count", "'0x3'"],
+    "octal.yaml": ["octal.yaml:3", "lesions.count", "'0o3'"],
+    "underscore.yaml": ["underscore.yaml:4", "weight_kg", "'3_2'"],
+    "float-tag-text.yaml": ["float-tag-text.yaml:4", "weight_kg", "!!float 'abc'"],
+    "int-tag-hex.yaml": ["int-tag-hex.yaml:3", "lesions.count", "!!int '0x'"],
+    "bool-tag.yaml": ["bool-tag.yaml:4", "weight_kg"],
+    "yes-as-bool.yaml": ["yes-as-bool.yaml:3", "lesions.vertebral_fracture", "'yes'"],
+    "no-as-text.yaml": ["no-as-text.yaml:4", "hla_b27", "'no'"],
+    # unknown keys holding '[' or terminal escapes: named, escaped, no traceback
+    "escape-key.yaml": ["escape-key.yaml:4", "unknown field", "\\x1b]0;owned\\x07"],
+    "bracket-key.yaml": ["bracket-key.yaml:4", "a[b", "unknown field"],
+    "bidi-key.yaml": ["bidi-key.yaml:4", "\\u202egnp.exe", "unknown field"],
 }
 
 
@@ -123,6 +141,15 @@ RULE_CASES = {
     "unknown-kind.yaml": ["unknown-kind.yaml:6", "CNO-X-ELEVEN", "insist"],
     "binary.yaml": ["binary.yaml:1"],
     "unknown-citation.yaml": ["unknown-citation.yaml", "CNO-X-TWELVE", "no-such-finding"],
+    # issue 14
+    "stage-list.yaml": ["stage-list.yaml:4", "CNO-X-STAGE", "stage []"],
+    "therapy-number.yaml": ["therapy-number.yaml:6", "CNO-X-THERAPY", "got 7"],
+    "leading-zero.yaml": ["leading-zero.yaml:5", "lesions.count", "'010'"],
+    "sexagesimal.yaml": ["sexagesimal.yaml:5", "weight_kg", "'1:30'"],
+    "float-tag-text.yaml": ["float-tag-text.yaml:5", "priority", "!!float 'abc'"],
+    "int-tag-hex.yaml": ["int-tag-hex.yaml:5", "lesions.count", "!!int '0x'"],
+    "escape-key.yaml": ["escape-key.yaml:5", "CNO-X-ESCAPE", "unknown key", "\\x1b]0;owned"],
+    "yes-as-bool.yaml": ["yes-as-bool.yaml:5", "CNO-X-YES", "'yes'"],
 }
 
 

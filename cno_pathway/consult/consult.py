@@ -20,7 +20,7 @@ from ..patient.facts import ADULT_AGE, FACT_SCHEMA, derive_facts, not_tolerated
 from ..patient.profile import PatientProfile
 from ..knowledge.regimens import compute_step
 from ..resources import rules_dir, seeds_dir
-from ..knowledge.rulebook import Rule, RuleBook, load_rulebook
+from ..knowledge.rulebook import Rule, RuleBook, fill, load_rulebook
 from ..wording import plain_number
 
 SCHEMA = "cno-pathway/consult/1"
@@ -229,8 +229,8 @@ class Pathway:
         outside = None
         not_suggested, scope = self._not_suggested(fired, facts, suggestions, complete=explain)
         if not suggestions:
-            outside = book.messages.get("outside_pathway", "No rule applies.").format(
-                stage=", ".join(stage) or "none derived")
+            outside = fill(book.messages.get("outside_pathway", "No rule applies."),
+                           stage=", ".join(stage) or "none derived")
         return Consult(
             profile=profile,
             facts=facts,
@@ -241,7 +241,7 @@ class Pathway:
             suggestions=suggestions,
             not_suggested=not_suggested,
             outside_pathway=outside,
-            disclaimer=book.messages.get("disclaimer", "").format(populations=" and ".join(populations)),
+            disclaimer=fill(book.messages.get("disclaimer", ""), populations=" and ".join(populations)),
             grading={"scheme": self.library.grading.scheme, "reference": self.library.grading.reference,
                      "grades": self.library.grading.grades},
             evaluation=evaluation,
@@ -271,7 +271,7 @@ class Pathway:
             detail = "; ".join(
                 f"{t.drug}: {t.response}" + (f" ({', '.join(t.adverse_events)})" if t.adverse_events else "")
                 for t in profile.treatments if vocab.class_of(t.drug) == drug_class and not_tolerated(t))
-            notes.append(book.messages.get("history_intolerance", "").format(detail=detail))
+            notes.append(fill(book.messages.get("history_intolerance", ""), detail=detail))
         grade = rule.evidence.grade if rule.evidence else ""
         return Suggestion(
             rule=rule.id, kind=s.kind, title=rule.title, therapy=s.therapy,
