@@ -195,3 +195,57 @@ def test_valid_profiles_always_get_a_consult_and_invalid_ones_a_message(pathway,
         validate_profile(broken, pathway.vocabulary)
     assert info.value.field and info.value.field.split(".")[0].split("[")[0] in (key, "profile")
     assert str(info.value)
+
+
+# -- issue 14: numbers on the flag and --what-if routes; malformed tags in edits -------------------
+
+FLAG_CASES = [
+    (["--weight", "032"], ["--weight", "'032'"]),
+    (["--weight", "1_0"], ["--weight", "'1_0'"]),
+    (["--age", "0x20"], ["--age", "'0x20'"]),
+    (["--lesions", "03"], ["--lesions", "'03'"]),
+    (["--crp", "nan"], ["--crp"]),
+    (["--tried", "naproxen:04:none"], ["--tried naproxen:04:none", "'04'"]),
+    (["--tried", "naproxen:1:30:none"], ["treatments[0]"]),
+]
+
+
+@pytest.mark.parametrize("extra,expected", FLAG_CASES, ids=[" ".join(c[0]) for c in FLAG_CASES])
+def test_flag_numbers_follow_the_file_syntax(extra, expected):
+    base = ["consult", "--age", "11", "--diagnosis", "cno", "--lesions", "2", "--site", "tibia"]
+    flags = base[1:]
+    for i in range(0, len(extra), 2):  # a later flag of the same name replaces the base one
+        if extra[i] in flags and extra[i] != "--tried":
+            at = flags.index(extra[i])
+            del flags[at:at + 2]
+    _assert_clean_failure(_run(["consult", *flags, *extra]), *expected)
+
+
+def test_json_exponent_is_the_same_number_on_every_route(tmp_path):
+    """1e1 is 10 in a JSON or YAML profile and on a flag (batch reuses yamlio.parse_number)."""
+    from cno_pathway.yamlio import parse_document, parse_number
+
+    assert parse_document('{"a": 1e1}', source="t").data == {"a": 10.0} == {"a": parse_number("1e1")}
+    path = tmp_path / "p.json"
+    path.write_text('{"age_years": 1e1, "diagnosis": "cno", "lesions": {"count": 2}}')
+    by_file = _run(["consult", str(path), "-f", "json"])
+    by_flag = _run(["consult", "--age", "1e1", "--diagnosis", "cno", "--lesions", "2", "-f", "json"])
+    assert by_file.returncode == by_flag.returncode == 0, (by_file.stderr, by_flag.stderr)
+    import json
+    assert json.loads(by_file.stdout)["profile"]["age_years"] == 10
+    assert json.loads(by_flag.stdout)["profile"]["age_years"] == 10
+
+
+WHAT_IF_CASES = [
+    ("weight_kg=032", ["'032'", "leading zero"]),
+    ("treatments[0].months=1:30", ["'1:30'"]),
+    ("weight_kg=!!float abc", ["!!float 'abc'"]),
+    ("lesions.count=!!int 0x", ["!!int '0x'"]),
+    ("lesions.vertebral_fracture=yes", ["lesions.vertebral_fracture", "'yes'"]),
+]
+
+
+@pytest.mark.parametrize("edit,expected", WHAT_IF_CASES, ids=[c[0] for c in WHAT_IF_CASES])
+def test_what_if_edits_follow_the_file_syntax(edit, expected):
+    proc = _run(["consult", str(ROOT / "examples" / "typical-multifocal.yaml"), "--what-if", edit])
+    _assert_clean_failure(proc, "--what-if", *expected)
