@@ -269,3 +269,10 @@ def test_knowledge_files_never_crash_on_confused_types(tmp_path_factory, where, 
     finally:
         del os.environ["CNO_PATHWAY_CACHE"]
         shutil.rmtree(folder)
+
+
+def test_a_seeds_folder_is_checked_before_the_digest_reads_it(tmp_path):
+    (tmp_path / "notes.txt").write_text("not evidence")
+    _clean(_run(["consult", str(EXAMPLE)], seeds=tmp_path), 2, "not an evidence folder", "grading.yaml")
+    _clean(_run(["rules", "lint", str(ROOT / "rules"), "--seeds", str(tmp_path)]), 2,
+           "not an evidence folder")

@@ -23,7 +23,7 @@ from ..knowledge.conditions import All, Has, walk
 from ..engine.durable import MAX_RULES_PER_RULESET, Engine
 from ..errors import InputError, RuleError
 from ..engine.evaluation import reference_evaluate
-from ..knowledge.evidence import EvidenceLibrary, load_library
+from ..knowledge.evidence import EvidenceLibrary, check_seed_folder, load_library
 from ..patient.facts import derive_facts
 from ..patient.profile import PatientProfile, validate_profile
 from ..resources import seeds_dir as default_seeds
@@ -79,6 +79,8 @@ def load_rule_base(rules_dir: Path | str, *, seeds: Path | None = None
     None when the vocabulary or rulebook.yaml (which every rule needs) does not parse."""
     rules_dir = Path(rules_dir)
     check_folder(rules_dir, (RULEBOOK_FILE, VOCABULARY_FILE), "rule")  # not one: exit 2, not lint
+    if seeds is not None:
+        check_seed_folder(seeds)
     skipped: list = []
     try:
         book = load_rulebook(rules_dir, seeds=seeds, skipped=skipped)

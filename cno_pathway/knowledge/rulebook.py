@@ -147,6 +147,7 @@ def check_folder(directory: Path, required: tuple[str, ...], what: str,
     be a regular file within the size limit (a FIFO or a device would hang or flood a read)."""
     directory = Path(directory)
     label = str(directory)
+    a_what = ("an " if what[0] in "aeiou" else "a ") + what
     if not directory.is_dir():
         raise error(f"{what} folder not found", file=label)
     try:
@@ -155,13 +156,13 @@ def check_folder(directory: Path, required: tuple[str, ...], what: str,
             for entry in listing:
                 entries.append(Path(entry.path))
                 if len(entries) > MAX_FOLDER_FILES:
-                    raise error(f"not a {what} folder: more than {MAX_FOLDER_FILES} entries", file=label)
+                    raise error(f"not {a_what} folder: more than {MAX_FOLDER_FILES} entries", file=label)
     except OSError as exc:
         raise error(f"cannot read the {what} folder: {exc.strerror or exc}", file=label) from None
     names = {p.name for p in entries}
     for name in required:
         if name not in names:
-            raise error(f"not a {what} folder: it has no {name} (a {what} folder holds "
+            raise error(f"not {a_what} folder: it has no {name} ({a_what} folder holds "
                         f"{', '.join(required)} and *.yaml files)", file=label)
     files = []
     for path in sorted(entries):
@@ -207,6 +208,10 @@ def load_rulebook(directory: Path, *, seeds: Path | None = None,
     is read once: the digest covers exactly the bytes that were parsed."""
     directory = Path(directory)
     check_folder(directory, (RULEBOOK_FILE, VOCABULARY_FILE), "rule")
+    if seeds is not None:  # the digest reads it: it must look like an evidence folder first
+        from .evidence import check_seed_folder
+
+        check_seed_folder(seeds)
     with knowledge_snapshot():
         return _load_rulebook(directory, seeds, skipped)
 
