@@ -205,8 +205,6 @@ FLAG_CASES = [
     (["--age", "0x20"], ["--age", "'0x20'"]),
     (["--lesions", "03"], ["--lesions", "'03'"]),
     (["--crp", "nan"], ["--crp"]),
-    (["--tried", "naproxen:04:none"], ["--tried naproxen:04:none", "'04'"]),
-    (["--tried", "naproxen:1:30:none"], ["treatments[0]"]),
 ]
 
 
@@ -249,3 +247,11 @@ WHAT_IF_CASES = [
 def test_what_if_edits_follow_the_file_syntax(edit, expected):
     proc = _run(["consult", str(ROOT / "examples" / "typical-multifocal.yaml"), "--what-if", edit])
     _assert_clean_failure(proc, "--what-if", *expected)
+
+
+def test_a_closed_stdin_is_one_message():
+    env = dict(os.environ, CNO_PATHWAY_CACHE="off")
+    proc = subprocess.run(CLI + ["consult", "-"], capture_output=False, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, timeout=GUARD, env=env, cwd=ROOT,
+                          preexec_fn=lambda: os.close(0))
+    _assert_clean_failure(proc, "<stdin>", "standard input")

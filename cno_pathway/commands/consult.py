@@ -20,12 +20,12 @@ _FLAG_NAMES = ("id", "age", "sex", "weight", "onset_age", "diagnosis", "lesions"
 @click.command()
 @click.argument("profile", required=False)
 @click.option("--id", "id", help="Profile label, echoed in the output.")
-@click.option("--age", type=str, help="Age in years.")
+@click.option("--age", type=float, help="Age in years.")
 @click.option("--sex", help="female, male or other.")
-@click.option("--weight", type=str, help="Weight in kg (absolute doses only when given).")
-@click.option("--onset-age", type=str, help="Age at onset in years.")
+@click.option("--weight", type=float, help="Weight in kg (absolute doses only when given).")
+@click.option("--onset-age", type=float, help="Age at onset in years.")
 @click.option("--diagnosis", help="cno, crmo, sapho or suspected.")
-@click.option("--lesions", type=str, help="Number of lesions on the latest imaging.")
+@click.option("--lesions", type=int, help="Number of lesions on the latest imaging.")
 @click.option("--site", multiple=True, help="A lesion site (repeat for each).")
 @click.option("--vertebral-fracture/--no-vertebral-fracture", default=None,
               help="Vertebral fracture or structural damage.")
@@ -33,8 +33,8 @@ _FLAG_NAMES = ("id", "age", "sex", "weight", "onset_age", "diagnosis", "lesions"
 @click.option("--imaging", help="whole_body_mri, regional_mri, bone_scintigraphy, radiograph, none.")
 @click.option("--activity", multiple=True, metavar="NAME[=yes|no]",
               help="Disease activity, e.g. --activity pain --activity swelling=no.")
-@click.option("--crp", type=str, help="CRP in mg/L.")
-@click.option("--esr", type=str, help="ESR in mm/h.")
+@click.option("--crp", type=float, help="CRP in mg/L.")
+@click.option("--esr", type=float, help="ESR in mm/h.")
 @click.option("--cbc-normal/--cbc-abnormal", default=None, help="Blood count normal or not.")
 @click.option("--feature", multiple=True, help="Associated feature (repeat).")
 @click.option("--red-flag", multiple=True, help="Red flag for infection or malignancy (repeat).")
@@ -110,3 +110,12 @@ def _prompt(text, check, default):
             return check(answer)
         except (ValueError, ProfileError) as exc:
             click.echo(f"  {exc}", err=True)
+
+
+# Number flags reach patient/intake.py as typed, so that they are read like numbers in a profile
+# file (yamlio.parse_number): --weight 032 is refused rather than read as 32 (issue 14).
+from ..patient.intake import NUMBER_FLAGS as _NUMBER_FLAGS  # noqa: E402
+
+for _param in consult.params:
+    if _param.name in _NUMBER_FLAGS:
+        _param.type = click.STRING

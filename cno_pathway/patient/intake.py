@@ -12,7 +12,7 @@ from typing import Callable
 from ..errors import ProfileError
 from .profile import PatientProfile, validate_profile
 from ..knowledge.vocabulary import Vocabulary
-from ..yamlio import Document, NotANumber, parse_number, read_document
+from ..yamlio import Document, read_document
 
 ACTIVITY = ("pain", "swelling", "functional_impairment", "active_lesions_on_mri", "new_lesions")
 _YES = {"yes": True, "true": True, "y": True, "1": True, "no": False, "false": False, "n": False, "0": False}
@@ -57,9 +57,9 @@ def parse_tried(spec: str, vocabulary: Vocabulary, *, where: str = "--tried") ->
                            field=where)
     drug, months, response, *rest = parts
     try:
-        months_value = parse_number(months)
-    except NotANumber as exc:
-        raise ProfileError(f"months: {exc}", field=where) from None
+        months_value = float(months)
+    except ValueError:
+        raise ProfileError(f"{spec!r}: months {months!r} is not a number", field=where) from None
     entry: dict = {"drug": drug, "months": months_value, "response": response}
     for extra in rest:
         if extra.strip().lower() == "ongoing":
@@ -76,12 +76,14 @@ def _yes_no(value: str, where: str) -> bool:
     return _YES[key]
 
 
-_NUMBER_FLAGS = {"age", "weight", "onset_age", "lesions", "crp", "esr"}
+NUMBER_FLAGS = frozenset({"age", "weight", "onset_age", "lesions", "crp", "esr"})
 
 
 def _flag_number(flags: dict, flag: str, integer: bool = False):
     """A number flag read as a profile file reads it (yamlio.parse_number): --weight 032 or
     --weight 1_0 is refused, never read as 32 or 10. Values already numbers pass through."""
+    from ..yamlio import NotANumber, parse_number
+
     value = flags[flag]
     if not isinstance(value, str):
         return value
@@ -99,7 +101,7 @@ def profile_data_from_flags(flags: dict, vocabulary: Vocabulary) -> dict:
               "hla_b27": "hla_b27"}
     for flag, name in simple.items():
         if flags.get(flag) is not None:
-            data[name] = _flag_number(flags, flag) if flag in _NUMBER_FLAGS else flags[flag]
+            data[name] = _flag_number(flags, flag) if flag in NUMBER_FLAGS else flags[flag]
     lesions: dict = {}
     if flags.get("lesions") is not None:
         lesions["count"] = _flag_number(flags, "lesions", integer=True)

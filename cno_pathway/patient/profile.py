@@ -187,14 +187,9 @@ class _Contradiction(ValueError):
 
 
 def field_path(loc: tuple) -> str:
-    """('treatments', 1, 'response') -> 'treatments[1].response'."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
+    """('treatments', 1, 'response') -> 'treatments[1].response'; a key as typed is shown
+    bounded, with control characters and bidi overrides escaped (yamlio.field_name)."""
+    return field_name(loc) if loc else ""
 
 
 def _path_tuple(path: str) -> tuple:
@@ -217,23 +212,20 @@ def validate_profile(data: Any, vocabulary: Vocabulary, *, document: Document | 
         return PatientProfile.model_validate(data, context={"vocabulary": vocabulary})
     except ValidationError as exc:
         problems = []
-        first_path = None
-        first_loc = None
+        first_path = first_loc = None
         for err in exc.errors(include_url=False):
             ctx_error = (err.get("ctx") or {}).get("error")
             if isinstance(ctx_error, _Contradiction):
                 path, message = ctx_error.field, ctx_error.message
+                loc = _path_tuple(path)
             else:
                 loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-                first_loc = first_loc or loc
-                path = field_name(loc) if loc else "profile"  # a key as typed: escaped, bounded
+                path = field_path(loc) or "profile"
                 message = _plain(err)
-            first_path = first_path or path
+            if first_path is None:
+                first_path, first_loc = path, loc  # the key as given: it may hold '[' or '.'
             problems.append((path, message))
-        line = None
-        if document and first_path != "profile":
-            line = document.line(first_loc if first_loc and first_path == field_name(first_loc)
-                                 else _path_tuple(first_path))
+        line = document.line(first_loc) if document and first_path != "profile" else None
         head_path, head_message = problems[0]
         message = head_message
         if len(problems) > 1:
