@@ -261,8 +261,10 @@ def test_knowledge_files_never_crash_on_confused_types(tmp_path_factory, where, 
         except InputError:
             pass
         else:
-            try:
+            try:  # the example may no longer fit the vocabulary: a message, not a crash
                 pathway.consult(profile_from_file(EXAMPLE, pathway.vocabulary), explain=True).to_json()
+            except InputError:
+                pass
             finally:
                 pathway.close()
             lint(folder / "rules", folder / "seeds")

@@ -22,7 +22,7 @@ from .conditions import (LIST_TESTS, OPERATORS, PRESENCE, All, Any_, Compare,
 from ..errors import InputError, RuleError
 from .factschema import FACT_SCHEMA
 from .vocabulary import Vocabulary, load_vocabulary
-from ..yamlio import (MAX_BYTES, Document, bounded, knowledge_snapshot, read_bytes,
+from ..yamlio import (MAX_BYTES, Document, bounded, escape_controls, knowledge_snapshot, read_bytes,
                       read_document, short_label)
 
 RULEBOOK_FILE = "rulebook.yaml"
@@ -375,8 +375,8 @@ class _RuleParser:
         if not isinstance(raw, dict):
             self.fail("each rule must be a mapping with id, title, when, then...", path)
         rid = raw.get("id")
-        if isinstance(rid, str) and RULE_ID.match(rid) and len(rid) <= 100:
-            self.rule_id = rid
+        if isinstance(rid, str):  # shown in every message: bounded, escapes made visible
+            self.rule_id = escape_controls(rid if len(rid) <= 100 else rid[:100] + "...")
         if not isinstance(rid, str) or not RULE_ID.match(rid):
             self.fail(f"rule id {bounded(rid)} is malformed: use CNO- followed by upper-case words, "
                       "e.g. CNO-ESC-GC-BRIDGE", path + ("id",))
