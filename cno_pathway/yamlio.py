@@ -266,6 +266,14 @@ class _EventBuilder:
         self.fail(f"YAML tag {bounded(tag)} is not allowed: only plain text, numbers, booleans and "
                   "null", event.start_mark)
 
+    def _key(self, event, top):
+        if event.tag is None or event.tag in ("!", _STR):
+            self._counted(1, event.start_mark)
+            if event.tag is None and event.value == "<<" and event.implicit[0]:
+                self.fail("YAML merge keys ('<<') are not allowed: write the keys out", event.start_mark)
+            return event.value
+        return self._scalar(event, lambda: f"a key in {field_name(top[1])}" if top[1] else "a top-level key")
+
     def _alias(self, event):
         if event.anchor not in self.anchors:
             self.fail(f"invalid YAML or JSON: found undefined alias {bounded(event.anchor)}",
@@ -294,8 +302,8 @@ class _EventBuilder:
                     value = done[0]
                     self._close(done)
                 elif kind is yaml.ScalarEvent or kind is yaml.AliasEvent:
-                    key = (self._scalar(event, lambda: f"a key in {field_name(top[1])}" if top[1] else "a top-level key")
-                           if kind is yaml.ScalarEvent else self._alias(event))
+                    # a key is the text written, never resolved: `1e1:` or `null:` stay as typed
+                    key = (self._key(event, top) if kind is yaml.ScalarEvent else self._alias(event))
                     if isinstance(key, (dict, list)):
                         self.fail("a mapping key must be plain text", event.start_mark)
                     if not isinstance(key, str):

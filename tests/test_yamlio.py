@@ -293,10 +293,22 @@ def test_read_document_from_stdin(monkeypatch):
 # composer and SafeLoader are the oracle: same data, and the same line for every path as the
 # composed nodes give.
 
+def _plain_in_both(text: str) -> bool:
+    """Text that PyYAML (YAML 1.1) writes unquoted and yamlio (YAML 1.2) would read as something
+    else: '1e1' (a number in 1.2), '0o3' (refused). The resolvers differ there on purpose (tested
+    above); this oracle compares structure and lines, so it leaves those texts out."""
+    try:
+        return parse_document(yaml.safe_dump({"k": text}), source="t").data == {"k": text}
+    except InputError:
+        return False
+
+
 _SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12),
-                     st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=12))
+                     st.floats(allow_nan=False, allow_infinity=False),
+                     st.text(max_size=12).filter(_plain_in_both))
 _DATA = st.recursive(_SCALARS, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8).filter(_plain_in_both), inner,
+                                                 max_size=4)),
     max_leaves=25)
 
 

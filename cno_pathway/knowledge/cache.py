@@ -44,7 +44,12 @@ def cache_dir() -> Path | None:
     chosen = os.environ.get("CNO_PATHWAY_CACHE_DIR")
     if chosen:
         return Path(chosen)
-    base = os.environ.get("XDG_CACHE_HOME") or (Path.home() / ".cache")
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base:
+        try:
+            base = Path.home() / ".cache"
+        except (RuntimeError, KeyError, OSError):  # no home folder: no cache, no failure
+            return None
     return Path(base) / "cno-pathway"
 
 
