@@ -259,3 +259,23 @@ def test_a_closed_stdin_is_one_message():
                           stderr=subprocess.PIPE, timeout=GUARD, env=env, cwd=ROOT,
                           preexec_fn=lambda: os.close(0))
     _assert_clean_failure(proc, "<stdin>", "standard input")
+
+
+_NASTY = st.text(alphabet=st.sampled_from(["a", "[", "]", ".", "\x1b", "\x07", "\x9b", "\u202e",
+                                           "\u2066", "\n", "0", "{", "}"]), min_size=1, max_size=12)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(key=_NASTY, value=st.one_of(_NASTY, st.text(min_size=300, max_size=400)))
+def test_hostile_keys_and_values_give_escaped_bounded_messages(pathway, key, value):
+    """Any key (brackets, escapes, bidi) or long value in a profile or a list field: a
+    ProfileError whose message shows no raw control or bidi character and no whole long value."""
+    data = {"age_years": 12, "diagnosis": "cno", "lesions": {"count": 3}}
+    for broken in ({**data, key: 1}, {**data, "diagnosis": value},
+                   {**data, "treatments": [{"drug": value, "months": 1, "response": "none"}]}):
+        with pytest.raises(ProfileError) as info:
+            validate_profile(broken, pathway.vocabulary)
+        text = str(info.value)
+        assert not any(c in text for c in "\x1b\x07\x9b\u202e\u2066"), text
+        assert len(text) < 3000
