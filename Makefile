@@ -1,21 +1,25 @@
 # Two commands set everything up on a fresh machine: `make demo` and `make test`.
+# `make test PYTHON=/path/to/python3.12 VENV=.venv312` tests another interpreter in its own venv.
 PYTHON ?= python3
-VENV   := .venv
+VENV   ?= .venv
 BIN    := $(VENV)/bin
+# Exactly what CI tested: every dependency pinned with the hashes of its files (pip-compile).
+LOCK   := requirements.lock
 # durable-rules 2.0.28 ships no wheels; on Python 3.13 its C extension calls the removed
 # PyEval_CallObject, so we build it with the compatible alias (harmless on 3.11/3.12).
 BUILD_FLAGS := CPPFLAGS="-DPyEval_CallObject=PyObject_CallObject $(CPPFLAGS)"
+PYTEST := -m pytest -q -p no:cacheprovider
 
 # A wheel install compiles its bytecode; an editable one does not, and with
 # PYTHONDONTWRITEBYTECODE set every start would compile our source again (about 40 ms).
-COMPILE := $(BIN)/python -m compileall -q cno_pathway
+COMPILE = $(BIN)/python -m compileall -q cno_pathway
 
-.PHONY: demo test install bench lint diagram clean
+.PHONY: demo test test-fast test-latest install lock bench lint diagram clean
 
-$(BIN)/cno-pathway: pyproject.toml
+$(BIN)/cno-pathway: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BUILD_FLAGS) $(BIN)/python -m pip install --quiet -e '.[test,server]'
+	$(BUILD_FLAGS) $(BIN)/python -m pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	$(COMPILE)
 	@touch $@
 
@@ -25,7 +29,26 @@ demo: install
 	$(BIN)/cno-pathway consult examples/typical-multifocal.yaml
 
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python $(PYTEST)
+
+# the quick subset CI runs on the other Python versions (tests marked `slow` left out)
+test-fast: install
+	$(BIN)/python $(PYTEST) -m "not slow"
+
+# The suite against the newest releases of every dependency, in a venv of its own: tells
+# whether the lock can move forward. Not part of CI (a new release must not turn main red).
+LATEST := .venv-latest
+test-latest:
+	$(PYTHON) -m venv $(LATEST)
+	$(BUILD_FLAGS) $(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[test,server]'
+	$(LATEST)/bin/python -m pip list --format=freeze | grep -v '^-e'
+	$(LATEST)/bin/python $(PYTEST)
+
+# Regenerate the lock from pyproject.toml (needs pip-tools: `pip install pip-tools`). The lock
+# holds the test and server extras: `make test` runs the CDS Hooks service's tests too.
+lock:
+	pip-compile --quiet --generate-hashes --extra test --extra server --strip-extras --no-emit-index-url \
+	    --no-emit-find-links --output-file=$(LOCK) pyproject.toml
 
 lint: install
 	$(BIN)/cno-pathway rules lint
@@ -42,4 +65,4 @@ diagram: install
 	$(BIN)/cno-pathway pathway --format mermaid --embed README.md
 
 clean:
-	rm -rf $(VENV) build dist .pytest_cache .hypothesis
+	rm -rf $(VENV) $(LATEST) build dist .pytest_cache .hypothesis

@@ -386,3 +386,26 @@ def gen():
                                  bounded_condition=bounded_condition, engine_cost=engine_cost,
                                  rule_base=random_rule_base, number_values=NUMBER_VALUES,
                                  ops_by_kind=OPS_BY_KIND)
+
+
+# -- the fast subset (`make test-fast`, CI on the second and third Python) -------------------------
+# Tests that take several seconds each on the 2-core machine: the full suite runs them on one
+# interpreter; the other two run everything else. Named here so their files stay untouched.
+SLOW_TESTS = {
+    "test_engine_and_reference_agree_on_random_rule_bases", "test_no_gaps_and_no_conflicts",
+    "test_gaps_on_the_fixture_are_clean_and_fast", "test_pathway_invariants_on_generated_profiles",
+    "test_gaps_and_conflicts_are_reported", "test_cli_commands_are_clean_on_the_repository",
+    "test_same_data_and_lines_as_pyyaml", "test_two_processes_give_the_same_bytes",
+    "test_engine_and_reference_agree_on_the_fixture_rule_base", "test_safety_invariants",
+    "test_a_thousand_generated_rules_compile_and_fire_like_the_reference",
+    "test_raw_ruleset_of_several_hundred_rules_hangs_at_creation",
+    "test_every_file_of_the_repository_reads_as_pyyaml_reads_it",
+    "test_valid_profiles_always_get_a_consult_and_invalid_ones_a_message",
+    "test_knowledge_files_never_crash_on_confused_types",
+}
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if item.originalname in SLOW_TESTS or item.get_closest_marker("slow"):
+            item.add_marker(pytest.mark.slow)

@@ -167,7 +167,11 @@ def test_absent_only_conditions_fire_once_and_return(run_python, write_rules, ru
 
 # -- sessions where no action ran; facts no rule handles ------------------------------------------
 
-def test_raw_unhandled_fact_raises_and_deleting_its_session_crashes(run_python):
+def test_raw_unhandled_fact_raises_and_deleting_its_session_is_undefined(run_python):
+    """Raw durable_rules: a fact no rule matches raises MessageNotHandledException, and deleting
+    that session afterwards is undefined behaviour in the C extension: on Python 3.11 it is a
+    segfault, on 3.12 and 3.13 (another allocator underneath) it happens to survive. So the
+    only thing pinned here is the exception; what we rely on is pinned by the next test."""
     result = run_python(_code("""
         def act(c):
             pass
@@ -177,13 +181,38 @@ def test_raw_unhandled_fact_raises_and_deleting_its_session_crashes(run_python):
             host.assert_fact("rs", {"sid": "1", "k": "no rule matches this"})
         except d.MessageNotHandledException:
             print("MessageNotHandledException", flush=True)
-        host.delete_state("rs", "1")       # no action ever ran in this session
-        print("survived", flush=True)
         os._exit(0)
     """), timeout=60)
+    assert result.returncode == 0, result.stderr[-300:]
     assert "MessageNotHandledException" in result.stdout
-    assert "survived" not in result.stdout
-    assert result.returncode < 0, (result.returncode, result.stderr[-300:])  # killed by a signal
+
+
+def test_adapter_never_leaves_a_fact_unhandled_nor_deletes_such_a_session(run_python, write_rules,
+                                                                          rule, fixture_seeds):
+    """Our behaviour, on every interpreter: every ruleset's sink handles each patient fact, so
+    no evaluation raises MessageNotHandledException and no session is deleted before an action
+    ran in it (which segfaults on 3.11). Profiles no rule matches, many times over, in a child."""
+    directory = write_rules([rule("CNO-T-HEAVY", {"gt": {"weight_kg": 200}})], keep_fixture=False)
+    result = run_python(textwrap.dedent(f"""
+        import json
+        from cno_pathway.engine.durable import Engine
+        from cno_pathway.patient.facts import derive_facts
+        from cno_pathway.patient.profile import validate_profile
+        from cno_pathway.knowledge.rulebook import load_rulebook
+        book = load_rulebook({str(directory)!r})
+        engine = Engine(book.active, {{"stage": list(book.vocabulary.stages)}})
+        fired = []
+        for age in range(1, 40):
+            facts = derive_facts(validate_profile({{"age_years": age, "diagnosis": "cno",
+                                                   "lesions": {{"count": 1}}}}, book.vocabulary),
+                                 book.vocabulary)
+            fired.append(engine.evaluate(facts).fired)
+        engine.close()
+        print(json.dumps(fired))
+    """), timeout=120)
+    assert result.returncode == 0, (result.returncode, result.stderr[-500:])
+    fired = _last_json(result.stdout)
+    assert fired == [[]] * 39
 
 
 def test_every_ruleset_keeps_a_lowest_priority_sink(fixture_pathway):

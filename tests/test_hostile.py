@@ -46,6 +46,9 @@ def _assert_clean_failure(proc, *expected):
     assert "Traceback" not in err and "Traceback" not in proc.stdout.decode("utf-8", "replace")
     assert err.startswith("cno-pathway: error: "), err
     assert len(err.strip().splitlines()) <= 12, err
+    assert len(err) < 10_000, err[:300]  # values are echoed as bounded prefixes
+    for raw in ("\x1b", "\x07", "\x9b", "\u202e"):  # escapes shown, never sent to the terminal
+        assert raw not in err, (raw, err)
     for text in expected:
         assert text in err, (text, err)
     assert proc.stdout == b""
@@ -78,6 +81,21 @@ PROFILE_CASES = {
     "bool-as-number.yaml": ["bool-as-number.yaml:1", "age_years"],
     "string-as-bool.yaml": ["string-as-bool.yaml:4", "activity.pain"],
     "merge-key.yaml": ["merge-key.yaml:4", "merge"],
+    # issue 14: numbers as people write them; YAML 1.1 forms are refused, never converted
+    "leading-zero.yaml": ["leading-zero.yaml:4", "weight_kg", "'032'", "leading zero"],
+    "sexagesimal.yaml": ["sexagesimal.yaml:5", "treatments[0].months", "'1:30'"],
+    "hexadecimal.yaml": ["hexadecimal.yaml:3", "lesions.count", "'0x3'"],
+    "octal.yaml": ["octal.yaml:3", "lesions.count", "'0o3'"],
+    "underscore.yaml": ["underscore.yaml:4", "weight_kg", "'3_2'"],
+    "float-tag-text.yaml": ["float-tag-text.yaml:4", "weight_kg", "!!float 'abc'"],
+    "int-tag-hex.yaml": ["int-tag-hex.yaml:3", "lesions.count", "!!int '0x'"],
+    "bool-tag.yaml": ["bool-tag.yaml:4", "weight_kg"],
+    "yes-as-bool.yaml": ["yes-as-bool.yaml:3", "lesions.vertebral_fracture", "'yes'"],
+    "no-as-text.yaml": ["no-as-text.yaml:4", "hla_b27", "'no'"],
+    # unknown keys holding '[' or terminal escapes: named, escaped, no traceback
+    "escape-key.yaml": ["escape-key.yaml:4", "unknown field", "\\x1b]0;owned\\x07"],
+    "bracket-key.yaml": ["bracket-key.yaml:4", "a[b", "unknown field"],
+    "bidi-key.yaml": ["bidi-key.yaml:4", "\\u202egnp.exe", "unknown field"],
 }
 
 
@@ -123,6 +141,15 @@ RULE_CASES = {
     "unknown-kind.yaml": ["unknown-kind.yaml:6", "CNO-X-ELEVEN", "insist"],
     "binary.yaml": ["binary.yaml:1"],
     "unknown-citation.yaml": ["unknown-citation.yaml", "CNO-X-TWELVE", "no-such-finding"],
+    # issue 14
+    "stage-list.yaml": ["stage-list.yaml:4", "CNO-X-STAGE", "stage []"],
+    "therapy-number.yaml": ["therapy-number.yaml:6", "CNO-X-THERAPY", "got 7"],
+    "leading-zero.yaml": ["leading-zero.yaml:5", "lesions.count", "'010'"],
+    "sexagesimal.yaml": ["sexagesimal.yaml:5", "weight_kg", "'1:30'"],
+    "float-tag-text.yaml": ["float-tag-text.yaml:5", "priority", "!!float 'abc'"],
+    "int-tag-hex.yaml": ["int-tag-hex.yaml:5", "lesions.count", "!!int '0x'"],
+    "escape-key.yaml": ["escape-key.yaml:5", "CNO-X-ESCAPE", "unknown key", "\\x1b]0;owned"],
+    "yes-as-bool.yaml": ["yes-as-bool.yaml:5", "CNO-X-YES", "'yes'"],
 }
 
 
@@ -168,3 +195,87 @@ def test_valid_profiles_always_get_a_consult_and_invalid_ones_a_message(pathway,
         validate_profile(broken, pathway.vocabulary)
     assert info.value.field and info.value.field.split(".")[0].split("[")[0] in (key, "profile")
     assert str(info.value)
+
+
+# -- issue 14: numbers on the flag and --what-if routes; malformed tags in edits -------------------
+
+FLAG_CASES = [
+    (["--weight", "032"], ["--weight", "'032'"]),
+    (["--weight", "1_0"], ["--weight", "'1_0'"]),
+    (["--age", "0x20"], ["--age", "'0x20'"]),
+    (["--lesions", "03"], ["--lesions", "'03'"]),
+    (["--crp", "nan"], ["--crp"]),
+]
+
+
+@pytest.mark.parametrize("extra,expected", FLAG_CASES, ids=[" ".join(c[0]) for c in FLAG_CASES])
+def test_flag_numbers_follow_the_file_syntax(extra, expected):
+    base = ["consult", "--age", "11", "--diagnosis", "cno", "--lesions", "2", "--site", "tibia"]
+    flags = base[1:]
+    for i in range(0, len(extra), 2):  # a later flag of the same name replaces the base one
+        if extra[i] in flags and extra[i] != "--tried":
+            at = flags.index(extra[i])
+            del flags[at:at + 2]
+    proc = _run(["consult", *flags, *extra])  # a usage error: click's usage line, then ours
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and "Traceback" not in err and proc.stdout == b"", err
+    for text in expected:
+        assert text in err, (text, err)
+
+
+def test_json_exponent_is_the_same_number_on_every_route(tmp_path):
+    """1e1 is 10 in a JSON or YAML profile and on a flag (batch reuses yamlio.parse_number)."""
+    from cno_pathway.yamlio import parse_document, parse_number
+
+    assert parse_document('{"a": 1e1}', source="t").data == {"a": 10.0} == {"a": parse_number("1e1")}
+    path = tmp_path / "p.json"
+    path.write_text('{"age_years": 1e1, "diagnosis": "cno", "lesions": {"count": 2}}')
+    by_file = _run(["consult", str(path), "-f", "json"])
+    by_flag = _run(["consult", "--age", "1e1", "--diagnosis", "cno", "--lesions", "2", "-f", "json"])
+    assert by_file.returncode == by_flag.returncode == 0, (by_file.stderr, by_flag.stderr)
+    import json
+    assert json.loads(by_file.stdout)["profile"]["age_years"] == 10
+    assert json.loads(by_flag.stdout)["profile"]["age_years"] == 10
+
+
+WHAT_IF_CASES = [
+    ("weight_kg=032", ["'032'", "leading zero"]),
+    ("treatments[0].months=1:30", ["'1:30'"]),
+    ("weight_kg=!!float abc", ["!!float 'abc'"]),
+    ("lesions.count=!!int 0x", ["!!int '0x'"]),
+    ("lesions.vertebral_fracture=yes", ["lesions.vertebral_fracture", "'yes'"]),
+]
+
+
+@pytest.mark.parametrize("edit,expected", WHAT_IF_CASES, ids=[c[0] for c in WHAT_IF_CASES])
+def test_what_if_edits_follow_the_file_syntax(edit, expected):
+    proc = _run(["consult", str(ROOT / "examples" / "typical-multifocal.yaml"), "--what-if", edit])
+    _assert_clean_failure(proc, "--what-if", *expected)
+
+
+def test_a_closed_stdin_is_one_message():
+    env = dict(os.environ, CNO_PATHWAY_CACHE="off")
+    proc = subprocess.run(CLI + ["consult", "-"], capture_output=False, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, timeout=GUARD, env=env, cwd=ROOT,
+                          preexec_fn=lambda: os.close(0))
+    _assert_clean_failure(proc, "<stdin>", "standard input")
+
+
+_NASTY = st.text(alphabet=st.sampled_from(["a", "[", "]", ".", "\x1b", "\x07", "\x9b", "\u202e",
+                                           "\u2066", "\n", "0", "{", "}"]), min_size=1, max_size=12)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(key=_NASTY, value=st.one_of(_NASTY, st.text(min_size=300, max_size=400)))
+def test_hostile_keys_and_values_give_escaped_bounded_messages(pathway, key, value):
+    """Any key (brackets, escapes, bidi) or long value in a profile or a list field: a
+    ProfileError whose message shows no raw control or bidi character and no whole long value."""
+    data = {"age_years": 12, "diagnosis": "cno", "lesions": {"count": 3}}
+    for broken in ({**data, key: 1}, {**data, "diagnosis": value},
+                   {**data, "treatments": [{"drug": value, "months": 1, "response": "none"}]}):
+        with pytest.raises(ProfileError) as info:
+            validate_profile(broken, pathway.vocabulary)
+        text = str(info.value)
+        assert not any(c in text for c in "\x1b\x07\x9b\u202e\u2066"), text
+        assert len(text) < 3000

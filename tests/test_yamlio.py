@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from cno_pathway import yamlio
 from cno_pathway.errors import InputError, ProfileError, RuleError
-from cno_pathway.yamlio import Document, parse_document, read_document
+from cno_pathway.yamlio import (Document, NotANumber, parse_document, parse_number, read_document,
+                               resolve_plain)
 
 
 def _refused(text, source="t.yaml") -> InputError:
@@ -292,10 +293,22 @@ def test_read_document_from_stdin(monkeypatch):
 # composer and SafeLoader are the oracle: same data, and the same line for every path as the
 # composed nodes give.
 
+def _plain_in_both(text: str) -> bool:
+    """Text that PyYAML (YAML 1.1) writes unquoted and yamlio (YAML 1.2) would read as something
+    else: '1e1' (a number in 1.2), '0o3' (refused). The resolvers differ there on purpose (tested
+    above); this oracle compares structure and lines, so it leaves those texts out."""
+    try:
+        return parse_document(yaml.safe_dump({"k": text}), source="t").data == {"k": text}
+    except InputError:
+        return False
+
+
 _SCALARS = st.one_of(st.none(), st.booleans(), st.integers(-10**12, 10**12),
-                     st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=12))
+                     st.floats(allow_nan=False, allow_infinity=False),
+                     st.text(max_size=12).filter(_plain_in_both))
 _DATA = st.recursive(_SCALARS, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)),
+    st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8).filter(_plain_in_both), inner,
+                                                 max_size=4)),
     max_leaves=25)
 
 
@@ -368,3 +381,83 @@ def test_an_undefined_alias_names_its_line():
 
 def test_a_collection_as_a_key_is_refused_even_through_an_alias():
     assert "plain text" in _refused("a: &k [1]\n? *k\n: 2\n").message
+
+
+# -- issue 14: numbers as people write them (YAML 1.2 / JSON), never converted ------------------
+
+
+@pytest.mark.parametrize("text,why", [
+    ("032", "leading zero"), ("00.5", "leading zero"), ("-07", "leading zero"),
+    ("0x20", "hexadecimal"), ("0o17", "octal"), ("0b101", "binary"), ("0x", "hexadecimal"),
+    ("1:30", "sexagesimal"), ("190:20:30", "sexagesimal"), ("1_0", "'_'"), ("1_000.5", "'_'"),
+])
+def test_number_forms_nobody_writes_are_refused_naming_the_field(text, why):
+    error = _refused(f"weight_kg: 1\ntreatments:\n  - {{months: {text}}}\n")
+    assert error.field == "treatments[0].months" and error.line == 3
+    assert repr(text) in error.message and why in error.message
+
+
+@pytest.mark.parametrize("text,value", [
+    ("32", 32), ("-4", -4), ("+3", 3), ("0", 0), ("1.5", 1.5), (".5", 0.5), ("5.", 5.0),
+    ("1e1", 10.0), ("1E-2", 0.01), ("true", True), ("False", False), ("null", None), ("~", None),
+    ("yes", "yes"), ("no", "no"), ("on", "on"), ("off", "off"), ("y", "y"), ("N", "N"),
+    ("2024-01-31", "2024-01-31"), ("1:30pm", "1:30pm"), ("v1_0", "v1_0"),
+])
+def test_plain_values_read_as_yaml_1_2(text, value):
+    got = parse_document(f"a: {text}\n", source="t").data["a"]
+    assert got == value and type(got) is type(value)
+
+
+@pytest.mark.parametrize("text", ["!!float abc", "!!int 0x", "!!int 1.5", "!!int 032", "!!bool yes",
+                                  "!!null x", "!!float 1_0", "!!int ''"])
+def test_malformed_tags_are_refused_not_raised(text):
+    error = _refused(f"a:\n  b: {text}\n")
+    assert error.field == "a.b" and error.line == 2
+
+
+def test_quoted_text_stays_text():
+    assert parse_document("a: '032'\nb: \"1:30\"\nc: ! 0x20\n", source="t").data == \
+        {"a": "032", "b": "1:30", "c": "0x20"}
+
+
+@settings(max_examples=3000, deadline=None, derandomize=True)
+@given(st.text(alphabet="0123456789+-._:eExXoObB", max_size=9))
+def test_a_plain_scalar_is_its_decimal_value_text_or_refused(text):
+    """Never a number other than the decimal reading, and never text where YAML 1.1 read a
+    number (that would silently change its type)."""
+    import yaml
+
+    try:
+        value = resolve_plain(text)
+    except NotANumber:
+        return
+    try:
+        legacy = yaml.safe_load(f"a: {text}\n")["a"]
+    except yaml.YAMLError:
+        legacy = text
+    if isinstance(value, bool) or value is None:
+        return
+    if isinstance(value, (int, float)):
+        assert "_" not in text and value == float(text)
+    else:
+        assert value == text
+        assert isinstance(legacy, bool) or not isinstance(legacy, (int, float)), (text, legacy)
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(st.one_of(st.integers(-10**15, 10**15),
+                   st.floats(allow_nan=False, allow_infinity=False)))
+def test_numbers_round_trip_as_written_by_json(number):
+    import json
+
+    text = json.dumps(number)
+    assert parse_document(f"a: {text}\n", source="t").data["a"] == number
+    assert parse_number(text) == number
+
+
+def test_parse_number_for_flags_and_batch():
+    assert parse_number("1e1") == 10.0 and parse_number(" 32 ") == 32
+    assert parse_number("3", integer=True) == 3
+    for bad in ("032", "1_0", "0x20", "1:30", "nan", "inf", "abc", "", "true", "2.5"):
+        with pytest.raises(NotANumber):
+            parse_number(bad, integer=bad == "2.5")

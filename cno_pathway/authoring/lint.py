@@ -24,11 +24,12 @@ from ..engine.durable import MAX_RULES_PER_RULESET, Engine
 from ..errors import InputError, RuleError
 from ..engine.evaluation import reference_evaluate
 from ..knowledge.regimens import population_problems
-from ..knowledge.evidence import EvidenceLibrary, load_library
+from ..knowledge.evidence import EvidenceLibrary, check_seed_folder, load_library
 from ..patient.facts import derive_facts
 from ..patient.profile import PatientProfile, validate_profile
 from ..resources import seeds_dir as default_seeds
-from ..knowledge.rulebook import RuleBook, load_rulebook
+from ..knowledge.rulebook import (RULEBOOK_FILE, VOCABULARY_FILE, RuleBook, check_folder,
+                                  load_rulebook)
 from .ruletest import complete
 from .satisfiable import contradiction, dead_alternatives
 from ..yamlio import collector_paused, read_document, short_label
@@ -78,8 +79,9 @@ def load_rule_base(rules_dir: Path | str, *, seeds: Path | None = None
     instead of stopping at the first. The book holds the rules of the files that parsed; it is
     None when the vocabulary or rulebook.yaml (which every rule needs) does not parse."""
     rules_dir = Path(rules_dir)
-    if not rules_dir.is_dir():
-        raise RuleError("rule folder not found", file=str(rules_dir))
+    check_folder(rules_dir, (RULEBOOK_FILE, VOCABULARY_FILE), "rule")  # not one: exit 2, not lint
+    if seeds is not None:
+        check_seed_folder(seeds)
     skipped: list = []
     try:
         book = load_rulebook(rules_dir, seeds=seeds, skipped=skipped)

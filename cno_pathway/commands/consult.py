@@ -189,3 +189,30 @@ def _confirm(text) -> bool:
 
 def _say(text) -> None:
     click.echo(clean(text), err=True)
+
+
+# Number flags are read like numbers in a profile file (yamlio.parse_number): --weight 032 is a
+# usage error, not 32 (issue 14). Set here, after the command, to leave the option lines alone.
+from ..patient.intake import NUMBER_FLAGS as _NUMBER_FLAGS  # noqa: E402
+from ..yamlio import NotANumber as _NotANumber, parse_number as _parse_number  # noqa: E402
+
+
+class _Number(click.ParamType):
+    name = "number"
+
+    def __init__(self, integer: bool = False):
+        self.integer = integer
+        self.name = "integer" if integer else "number"
+
+    def convert(self, value, param, ctx):
+        if not isinstance(value, str):
+            return value
+        try:
+            return _parse_number(value, integer=self.integer)
+        except _NotANumber as exc:
+            self.fail(str(exc), param, ctx)
+
+
+for _param in consult.params:
+    if _param.name in _NUMBER_FLAGS:
+        _param.type = _Number(integer=_param.name == "lesions")

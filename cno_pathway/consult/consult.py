@@ -22,7 +22,7 @@ from ..patient.profile import PatientProfile
 from ..knowledge.formulary import Formulary, find_formulary, load_formulary
 from ..knowledge.regimens import ADULT_MESSAGES, dose_plan, population_problems
 from ..resources import rules_dir, seeds_dir
-from ..knowledge.rulebook import Rule, RuleBook, load_rulebook
+from ..knowledge.rulebook import Rule, RuleBook, fill, load_rulebook
 from .document import arrange
 from ..wording import plain_number
 
@@ -269,8 +269,8 @@ class Pathway:
         outside = None
         not_suggested, scope = self._not_suggested(fired, facts, suggestions, complete=explain)
         if not suggestions:
-            outside = book.messages.get("outside_pathway", "No rule applies.").format(
-                stage=", ".join(stage) or "none derived")
+            outside = fill(book.messages.get("outside_pathway", "No rule applies."),
+                           stage=", ".join(stage) or "none derived")
         consult = Consult(
             profile=profile,
             facts=facts,
@@ -281,7 +281,7 @@ class Pathway:
             suggestions=suggestions,
             not_suggested=not_suggested,
             outside_pathway=outside,
-            disclaimer=book.messages.get("disclaimer", "").format(populations=" and ".join(populations)),
+            disclaimer=fill(book.messages.get("disclaimer", ""), populations=" and ".join(populations)),
             grading={"scheme": self.library.grading.scheme, "reference": self.library.grading.reference,
                      "grades": self.library.grading.grades},
             evaluation=evaluation,
@@ -314,7 +314,7 @@ class Pathway:
             detail = "; ".join(
                 f"{t.drug}: {t.response}" + (f" ({', '.join(t.adverse_events)})" if t.adverse_events else "")
                 for t in profile.treatments if vocab.class_of(t.drug) == drug_class and not_tolerated(t))
-            notes.append(book.messages.get("history_intolerance", "").format(detail=detail))
+            notes.append(fill(book.messages.get("history_intolerance", ""), detail=detail))
         grade = rule.evidence.grade if rule.evidence else ""
         return Suggestion(
             rule=rule.id, kind=s.kind, title=rule.title, therapy=s.therapy,
@@ -353,8 +353,8 @@ class Pathway:
         if not regimen.steps:
             plan["text"] = regimen.text or self.rulebook.messages.get("no_dose", "")
         message = ADULT_MESSAGES.get(plan["not_computed"])
-        plan["adult_dose"] = (self.rulebook.messages.get(message, "").replace(
-            "{population}", regimen.population or "") or None) if message else None
+        plan["adult_dose"] = (fill(self.rulebook.messages.get(message, ""),
+                                   population=regimen.population or "") or None) if message else None
         return {"id": regimen.id, **plan,
                 "where": f"{regimen.file}:{regimen.line}" if regimen.line else regimen.file}
 

@@ -39,28 +39,13 @@ _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")      # markup anywhere in a line
 _MD_START = re.compile(r"^([-+=#]|\d{1,9}(?=[.)](\s|$)))")  # markup at the start of a block
 
 
-def _bytecode_cache():
-    """Compiled templates, kept beside the knowledge cache: compiling them dominates a one-off
-    consult's rendering. jinja2 checks each template's source time before using an entry."""
-    from ..knowledge.cache import cache_dir
-
-    where = cache_dir()
-    if where is None:
-        return None
-    try:
-        (where / "templates").mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return None
-    return jinja2.FileSystemBytecodeCache(str(where / "templates"))
-
-
 @functools.lru_cache(maxsize=4)
 def environment(autoescape: bool) -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir())),
                              autoescape=autoescape, trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True, undefined=jinja2.StrictUndefined,
-                             bytecode_cache=_bytecode_cache(),
                              finalize=_no_controls if autoescape else None)
+    # No bytecode cache: it would load marshal data from a folder others may write (issue 14).
     env.filters["wrap"] = _wrap
     env.filters["number"] = plain_number
     env.filters["span"] = _span

@@ -1,26 +1,41 @@
-"""A cache of the parsed rule base and evidence library, keyed by their content digest.
+"""A cache of parsed rule and evidence files that can only ever be a cache.
 
-Parsing and checking rules/ and seeds/ dominates the start-up of a one-off consult; their
-content rarely changes, so the parsed objects are pickled under the digest of every file in
-both folders (plus the program and Python versions). Any edit changes the digest and the
-cache is simply missed. CNO_PATHWAY_CACHE=off disables it; CNO_PATHWAY_CACHE_DIR moves it.
-A cache that cannot be read or written is ignored: it only ever saves time.
+Parsing YAML dominates loading rules/ and seeds/ (about 23 of 27 ms; the typed checks take the
+rest), so the plain data each file parses to (values and their lines) is kept as JSON, under the
+sha256 of the very bytes that were read (and of the parser's own source). On a hit the data
+still goes through the same typed checks as a fresh parse. Nothing executable is ever loaded:
+no pickle, no marshal, no code.
+
+An entry is used only if it is a regular file owned by this user, not writable by others, holds
+its own key and a matching checksum of its payload, and parses back as plain data; anything else
+is ignored and rebuilt, so a corrupted, foreign or stale entry costs time and never changes a
+result. The folder is created private (0700); entries unused for PRUNE_DAYS are deleted; a cache
+that cannot be written (read-only, full disk) is ignored. CNO_PATHWAY_CACHE=off disables it;
+CNO_PATHWAY_CACHE_DIR moves it.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import os
-import pickle
-import sys
+import stat
+import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, TypeVar
 
 from .. import __version__
-from .rulebook import content_digest
+from ..yamlio import Document, knowledge_snapshot
 
 T = TypeVar("T")
+
+FORMAT = "cno-pathway/document-cache/1"
+PRUNE_DAYS = 30
+MAX_ENTRIES = 500
+MAX_ENTRY_BYTES = 64 * 1024 * 1024
+_PREFIX = "doc-"
 
 
 def cache_dir() -> Path | None:
@@ -29,43 +44,176 @@ def cache_dir() -> Path | None:
     chosen = os.environ.get("CNO_PATHWAY_CACHE_DIR")
     if chosen:
         return Path(chosen)
-    base = os.environ.get("XDG_CACHE_HOME") or (Path.home() / ".cache")
+    base = os.environ.get("XDG_CACHE_HOME")
+    if not base:
+        try:
+            base = Path.home() / ".cache"
+        except (RuntimeError, KeyError, OSError):  # no home folder: no cache, no failure
+            return None
     return Path(base) / "cno-pathway"
 
 
 @functools.lru_cache(maxsize=1)
-def _code_digest() -> str:
-    """The program's own source: a changed parser must not read an old parse."""
-    h = hashlib.sha256()
-    package = Path(__file__).resolve().parent
-    for path in sorted(package.rglob("*.py")):
-        h.update(path.name.encode())
-        h.update(path.read_bytes())
+def _parser_digest() -> str:
+    """What the parse depends on besides the bytes: the reader's source and versions."""
+    import yaml
+
+    from .. import yamlio
+
+    h = hashlib.sha256(f"{FORMAT}|{__version__}|{yaml.__version__}|".encode())
+    h.update(Path(yamlio.__file__).read_bytes())
     return h.hexdigest()
 
 
-def cached(directories: list[Path], build: Callable[[], T], kind: str = "knowledge") -> T:
-    """Return build(), from the cache when the folders' content has been built before.
-    `kind` names what is cached (the parsed knowledge, a lint report...)."""
+def entry_key(raw: bytes) -> str:
+    return hashlib.sha256(_parser_digest().encode() + b"\0" + raw).hexdigest()
+
+
+class DocumentStore:
+    """Parsed documents as JSON files in one private folder (see the module docstring)."""
+
+    def __init__(self, where: Path):
+        self.where = where
+        self.usable = self._prepare()
+        self.wrote = False
+
+    def _prepare(self) -> bool:
+        """Create the folder private, or accept an existing one only if it is ours and private."""
+        try:
+            self.where.mkdir(mode=0o700, parents=True, exist_ok=True)
+            info = os.lstat(self.where)
+            if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+                return False
+            if info.st_mode & 0o077:
+                os.chmod(self.where, 0o700)  # a folder an older version left readable to others
+            return True
+        except OSError:
+            return False
+
+    def _path(self, key: str) -> Path:
+        return self.where / f"{_PREFIX}{key}.json"
+
+    def load(self, raw: bytes, label: str) -> Document | None:
+        if not self.usable:
+            return None
+        key = entry_key(raw)
+        try:
+            fd = os.open(self._path(key), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+                         | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
+        except OSError:
+            return None
+        try:
+            info = os.fstat(fd)  # checked on the open file: no swap between check and read
+            if (not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid()
+                    or info.st_mode & 0o022 or info.st_size > MAX_ENTRY_BYTES):
+                return None
+            with os.fdopen(fd, "rb", closefd=False) as handle:
+                blob = handle.read(MAX_ENTRY_BYTES + 1)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        return _decode(blob, key, label)
+
+    def save(self, raw: bytes, doc: Document) -> None:
+        if not self.usable:
+            return
+        key = entry_key(raw)
+        path = self._path(key)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            blob = _encode(doc, key)
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
+            try:
+                with os.fdopen(fd, "wb", closefd=False) as handle:
+                    handle.write(blob)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+            self.wrote = True
+        except (OSError, ValueError, TypeError, RecursionError):
+            # full disk, read-only folder, or data JSON cannot hold: the cache only saves time
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+    def prune(self, now: float | None = None) -> None:
+        """Delete entries unused for PRUNE_DAYS, the oldest beyond MAX_ENTRIES, and the pickles and
+        jinja2 bytecode older versions left (never loaded)."""
+        if not self.usable:
+            return
+        now = time.time() if now is None else now
+        try:
+            entries = []
+            for entry in os.scandir(self.where):
+                name = entry.name
+                info = entry.stat(follow_symlinks=False)
+                if info.st_uid != os.geteuid():
+                    continue
+                if name.endswith(".pickle") or (name.endswith(".tmp") and now - info.st_mtime > 3600):
+                    os.unlink(entry.path)
+                elif name == "templates" and entry.is_dir(follow_symlinks=False):
+                    for old in os.scandir(entry.path):
+                        if old.name.startswith("__jinja2_") and old.is_file(follow_symlinks=False):
+                            os.unlink(old.path)
+                    try:
+                        os.rmdir(entry.path)
+                    except OSError:
+                        pass
+                elif name.startswith(_PREFIX) and name.endswith(".json"):
+                    entries.append((max(info.st_mtime, info.st_atime), entry.path))
+            entries.sort(reverse=True)
+            for index, (used, path) in enumerate(entries):
+                if index >= MAX_ENTRIES or now - used > PRUNE_DAYS * 86400:
+                    os.unlink(path)
+        except OSError:
+            pass
+
+
+def _encode(doc: Document, key: str) -> bytes:
+    payload = json.dumps({"data": doc.data, "lines": [[list(p), n] for p, n in doc.lines.items()]},
+                         ensure_ascii=True, allow_nan=True, separators=(",", ":")).encode("ascii")
+    header = json.dumps({"format": FORMAT, "key": key,
+                         "sha256": hashlib.sha256(payload).hexdigest()}).encode("ascii")
+    return header + b"\n" + payload
+
+
+def _decode(blob: bytes, key: str, label: str) -> Document | None:
+    """The Document in an entry, or None if anything about it is off."""
+    header, sep, payload = blob.partition(b"\n")
+    try:
+        meta = json.loads(header)
+        if (not sep or not isinstance(meta, dict) or meta.get("format") != FORMAT
+                or meta.get("key") != key
+                or meta.get("sha256") != hashlib.sha256(payload).hexdigest()):
+            return None
+        body = json.loads(payload)
+        lines = {}
+        for path, line in body["lines"]:
+            if not isinstance(path, list) or not isinstance(line, int) or isinstance(line, bool):
+                return None
+            lines[tuple(path)] = line
+        return Document(data=body["data"], source=label, lines=lines)
+    except (ValueError, TypeError, KeyError, RecursionError, AttributeError):
+        return None
+
+
+@contextmanager
+def document_cache():
+    """Inside: rule and evidence files are read once each, and parsed from the cache when these
+    bytes were parsed before."""
     where = cache_dir()
-    if where is None:
+    store = DocumentStore(where) if where is not None else None
+    with knowledge_snapshot(store):
+        yield
+    if store is not None and store.wrote:
+        store.prune()
+
+
+def cached(directories: list[Path], build: Callable[[], T], kind: str = "knowledge") -> T:
+    """build() with the document cache on: the parse of each file it reads may come from the
+    cache; everything built from the parse is built afresh every time. (`directories` and
+    `kind` are kept for callers; the key is the bytes each file holds when it is read.)"""
+    with document_cache():
         return build()
-    digest = content_digest(*directories)
-    key = hashlib.sha256(f"{digest}|{_code_digest()}|{__version__}|{sys.version}|"
-                         f"{[str(d.resolve()) for d in directories]}".encode()).hexdigest()[:32]
-    path = where / f"{kind}-{key}.pickle"
-    try:
-        with path.open("rb") as handle:
-            return pickle.load(handle)
-    except (OSError, pickle.PickleError, EOFError, AttributeError, ImportError, TypeError, ValueError):
-        pass
-    value = build()
-    try:
-        where.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-        with tmp.open("wb") as handle:
-            pickle.dump(value, handle, protocol=pickle.HIGHEST_PROTOCOL)
-        tmp.replace(path)
-    except OSError:
-        pass
-    return value

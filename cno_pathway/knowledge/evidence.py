@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import EvidenceError
-from ..yamlio import Document, read_document
+from ..yamlio import Document, bounded, knowledge_snapshot, read_document
 
 GRADING_FILE = "grading.yaml"
 POPULATIONS = ("pediatric", "adult", "mixed")
@@ -105,17 +105,29 @@ class EvidenceLibrary:
         return [f for s in self.sources.values() for f in s.findings.values()]
 
 
+def check_seed_folder(directory: Path) -> list[Path]:
+    """An evidence folder is checked before anything in it is read (see rulebook.check_folder)."""
+    from .rulebook import check_folder
+
+    return check_folder(Path(directory), (GRADING_FILE,), "evidence", EvidenceError)
+
+
 def load_library(directory: Path) -> EvidenceLibrary:
     directory = Path(directory)
-    if not directory.is_dir():
-        raise EvidenceError("evidence folder not found", file=str(directory))
+    check_seed_folder(directory)
+    with knowledge_snapshot():
+        return _load_library(directory)
+
+
+def _load_library(directory: Path) -> EvidenceLibrary:
     grading = _load_grading(read_document(directory / GRADING_FILE, error=EvidenceError,
-                                          label=f"{directory.name}/{GRADING_FILE}"))
+                                          label=f"{directory.name}/{GRADING_FILE}", regular_only=True))
     sources: dict[str, Source] = {}
     for path in sorted(directory.glob("*.yaml")):
         if path.name == GRADING_FILE:
             continue
-        doc = read_document(path, error=EvidenceError, label=f"{directory.name}/{path.name}")
+        doc = read_document(path, error=EvidenceError, label=f"{directory.name}/{path.name}",
+                            regular_only=True)
         source = _parse_source(doc, grading, path.stem)
         if source.id in sources:
             raise EvidenceError(f"duplicate source id {source.id!r}", file=doc.source, line=doc.line(("id",)))
@@ -140,17 +152,22 @@ def _load_grading(doc: Document) -> GradingScheme:
         fail("grading.yaml must be a mapping")
     for key in data:
         if key not in {"scheme", "reference", "grades", "designs", "topics"}:
-            fail(f"unknown key {key!r}", (key,))
+            fail(f"unknown key {bounded(key)}", (key,))
+    for key in ("scheme", "reference"):
+        if not isinstance(data.get(key, ""), str):
+            fail(f"{key} must be text", (key,))
     grades = data.get("grades")
-    if not isinstance(grades, dict) or not grades:
-        fail("grades must map each grade to its meaning", ("grades",))
+    if not isinstance(grades, dict) or not grades or not all(isinstance(v, str) for v in grades.values()):
+        fail("grades must map each grade to its meaning (text)", ("grades",))
     designs = data.get("designs")
     if not isinstance(designs, dict):
         fail("designs must map each study design to the quality it earns", ("designs",))
     for design, quality in designs.items():
-        if quality not in grades:
-            fail(f"design {design!r} earns unknown grade {quality!r}", ("designs", design))
+        if not isinstance(quality, str) or quality not in grades:
+            fail(f"design {bounded(design)} earns unknown grade {bounded(quality)}", ("designs", design))
     topics = data.get("topics") or []
+    if not isinstance(topics, list) or not all(isinstance(t, str) for t in topics):
+        fail("topics must be a list of names", ("topics",))
     return GradingScheme(scheme=str(data.get("scheme", "")), reference=str(data.get("reference", "")),
                          grades={str(k): str(v) for k, v in grades.items()},
                          designs=dict(designs), topics=[str(t) for t in topics])
@@ -166,20 +183,24 @@ def _parse_source(doc: Document, grading: GradingScheme, stem: str) -> Source:
         fail("a source file is a mapping (id, authors, title, ..., findings)")
     for key in data:
         if key not in _SOURCE_KEYS:
-            fail(f"unknown key {key!r} (allowed: {', '.join(sorted(_SOURCE_KEYS))})", (key,))
+            fail(f"unknown key {bounded(key)} (allowed: {', '.join(sorted(_SOURCE_KEYS))})", (key,))
     for key in ("id", "title", "document", "design", "population", "quality", "findings"):
         if key not in data:
             fail(f"missing required key {key!r}")
     sid = data["id"]
     if not isinstance(sid, str) or not _ID.match(sid):
-        fail(f"source id {sid!r} is malformed (lowercase words joined by '-')", ("id",))
+        fail(f"source id {bounded(sid)} is malformed (lowercase words joined by '-')", ("id",))
     if sid != stem:
         fail(f"source id {sid!r} must equal the file name {stem!r}", ("id",))
+    for key in ("title", "document", "venue", "doi", "url", "known_through"):
+        value = data.get(key)
+        if not isinstance(value, str) and not (value is None and key not in ("title", "document")):
+            fail(f"{key} must be text", (key,))
     design = data["design"]
-    if design not in grading.designs:
-        fail(f"design {design!r} is not in grading.yaml (allowed: {', '.join(grading.designs)})", ("design",))
+    if not isinstance(design, str) or design not in grading.designs:
+        fail(f"design {bounded(design)} is not in grading.yaml (allowed: {', '.join(grading.designs)})", ("design",))
     if data["quality"] != grading.designs[design]:
-        fail(f"quality {data['quality']!r} disagrees with design {design!r}, which earns "
+        fail(f"quality {bounded(data['quality'])} disagrees with design {design!r}, which earns "
              f"{grading.designs[design]!r}", ("quality",))
     if data["population"] not in POPULATIONS:
         fail(f"population must be one of {', '.join(POPULATIONS)}", ("population",))
@@ -202,21 +223,22 @@ def _parse_source(doc: Document, grading: GradingScheme, stem: str) -> Source:
             fail("a finding is a mapping with id, topic, statement, quote, locator", p)
         for key in raw:
             if key not in _FINDING_KEYS:
-                fail(f"unknown key {key!r} in a finding (allowed: {', '.join(sorted(_FINDING_KEYS))})", p + (key,))
+                fail(f"unknown key {bounded(key)} in a finding (allowed: {', '.join(sorted(_FINDING_KEYS))})", p + (key,))
         fid = raw.get("id")
         if not isinstance(fid, str) or not _ID.match(fid):
-            fail(f"finding id {fid!r} is malformed (lowercase words joined by '-')", p + ("id",))
+            fail(f"finding id {bounded(fid)} is malformed (lowercase words joined by '-')", p + ("id",))
         if fid in findings:
             fail(f"duplicate finding id {fid!r}", p + ("id",))
         for key in ("statement", "quote", "locator"):
             if not isinstance(raw.get(key), str) or not raw[key].strip():
                 fail(f"finding {fid!r} needs a non-empty {key}", p + (key,))
         topic = raw.get("topic")
-        if grading.topics and topic not in grading.topics:
-            fail(f"finding {fid!r}: topic {topic!r} is not in grading.yaml's topics", p + ("topic",))
+        if grading.topics and (not isinstance(topic, str) or topic not in grading.topics):
+            fail(f"finding {fid!r}: topic {bounded(topic)} is not in grading.yaml's topics", p + ("topic",))
         numbers = raw.get("numbers") or {}
-        if not isinstance(numbers, dict):
-            fail(f"finding {fid!r}: numbers must be a mapping", p + ("numbers",))
+        if not isinstance(numbers, dict) or not all(
+                isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in numbers.values()):
+            fail(f"finding {fid!r}: numbers must map names to numbers or text", p + ("numbers",))
         findings[fid] = Finding(id=fid, source=sid, topic=str(topic or ""),
                                 statement=raw["statement"].strip(), quote=" ".join(raw["quote"].split()),
                                 locator=raw["locator"].strip(), numbers=dict(numbers),

@@ -104,6 +104,8 @@ def load_regimens(rules_dir: Path, vocabulary: Vocabulary) -> Regimens:
             fail("cites must list the findings that give this regimen", p + ("cites",), rid)
         if raw.get("steps") and not cites:  # a dose without its passage never reaches a consult
             fail("a regimen with doses must cite the findings that give them", p + ("cites",), rid)
+        if not isinstance(raw.get("steps") or [], list):
+            fail("steps must be a list of doses", p + ("steps",), rid)
         population = raw.get("population")
         if population is not None and population not in POPULATIONS:
             fail(f"population must be one of {', '.join(POPULATIONS)} (got {population!r})",

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,8 @@ from .conditions import (LIST_TESTS, OPERATORS, PRESENCE, All, Any_, Compare,
 from ..errors import InputError, RuleError
 from .factschema import FACT_SCHEMA
 from .vocabulary import Vocabulary, load_vocabulary
-from ..yamlio import Document, read_document, short_label
+from ..yamlio import (MAX_BYTES, Document, bounded, escape_controls, knowledge_snapshot, read_bytes,
+                      read_document, short_label)
 
 RULEBOOK_FILE = "rulebook.yaml"
 REGIMENS_FILE = "regimens.yaml"
@@ -134,14 +137,65 @@ def rule_files(directory: Path) -> list[Path]:
     return sorted(p for p in Path(directory).glob("*.yaml") if p.name not in RESERVED_FILES)
 
 
+MAX_FOLDER_FILES = 2000
+
+
+def check_folder(directory: Path, required: tuple[str, ...], what: str,
+                 error: type[InputError] = RuleError) -> list[Path]:
+    """The files of a rule or evidence folder, checked before any is read.
+
+    It must be a folder holding `required` as regular files (so `--rules /` or a home folder is
+    refused at once, not digested), with a bounded number of entries; every *.yaml in it must
+    be a regular file within the size limit (a FIFO or a device would hang or flood a read)."""
+    directory = Path(directory)
+    label = str(directory)
+    a_what = ("an " if what[0] in "aeiou" else "a ") + what
+    if not directory.is_dir():
+        raise error(f"{what} folder not found", file=label)
+    try:
+        with os.scandir(directory) as listing:
+            entries = []
+            for entry in listing:
+                entries.append(Path(entry.path))
+                if len(entries) > MAX_FOLDER_FILES:
+                    raise error(f"not {a_what} folder: more than {MAX_FOLDER_FILES} entries", file=label)
+    except OSError as exc:
+        raise error(f"cannot read the {what} folder: {exc.strerror or exc}", file=label) from None
+    names = {p.name for p in entries}
+    for name in required:
+        if name not in names:
+            raise error(f"not {a_what} folder: it has no {name} ({a_what} folder holds "
+                        f"{', '.join(required)} and *.yaml files)", file=label)
+    files = []
+    for path in sorted(entries):
+        try:
+            info = path.stat()
+        except OSError:
+            if path.suffix == ".yaml" or path.name in required:
+                raise error("cannot read (a broken link?)", file=short_label(path)) from None
+            continue
+        regular = stat.S_ISREG(info.st_mode)
+        if path.suffix == ".yaml" or path.name in required:
+            if not regular:
+                raise error("not a regular file (a FIFO, device, socket or folder named *.yaml "
+                            "is never read)", file=short_label(path))
+        if regular:
+            if info.st_size > MAX_BYTES:
+                raise error(f"file is larger than {MAX_BYTES // (1024 * 1024)} MiB",
+                            file=short_label(path))
+            files.append(path)
+    return files
+
+
 def content_digest(*directories: Path) -> str:
-    """sha256 over the names and bytes of every file in the folders (sorted: reproducible)."""
+    """sha256 over the names and bytes of every regular file in the folders (sorted:
+    reproducible). Inside a knowledge snapshot the bytes are those the parser reads."""
     h = hashlib.sha256()
     for directory in directories:
         base = Path(directory)
-        for path in sorted(p for p in base.rglob("*") if p.is_file() and "__pycache__" not in p.parts):
-            h.update(f"{base.name}/{path.relative_to(base).as_posix()}\0".encode())
-            h.update(path.read_bytes())
+        for path in check_folder(base, (), "knowledge"):
+            h.update(f"{base.name}/{path.name}\0".encode())
+            h.update(read_bytes(path, error=RuleError, label=short_label(path), regular_only=True))
             h.update(b"\0")
     return "sha256:" + h.hexdigest()
 
@@ -152,18 +206,27 @@ def load_rulebook(directory: Path, *, seeds: Path | None = None,
 
     With `skipped` (lint's way), a rule file or regimens.yaml that does not parse is recorded
     there as ("rules" or "regimens", error) and left out, so every broken file is reported in
-    one run. The vocabulary and rulebook.yaml, which every rule needs, always raise."""
+    one run. The vocabulary and rulebook.yaml, which every rule needs, always raise. Each file
+    is read once: the digest covers exactly the bytes that were parsed."""
     directory = Path(directory)
-    if not directory.is_dir():
-        raise RuleError("rule folder not found", file=str(directory))
+    check_folder(directory, (RULEBOOK_FILE, VOCABULARY_FILE), "rule")
+    if seeds is not None:  # the digest reads it: it must look like an evidence folder first
+        from .evidence import check_seed_folder
+
+        check_seed_folder(seeds)
+    with knowledge_snapshot():
+        return _load_rulebook(directory, seeds, skipped)
+
+
+def _load_rulebook(directory, seeds, skipped) -> RuleBook:
     vocabulary = load_vocabulary(directory)
     meta = read_document(directory / RULEBOOK_FILE, error=RuleError,
-                         label=short_label(directory / RULEBOOK_FILE))
+                         label=short_label(directory / RULEBOOK_FILE), regular_only=True)
     sections, test_defaults, name, version, messages = _parse_meta(meta)
     rules: list[Rule] = []
     for path in rule_files(directory):
         try:
-            doc = read_document(path, error=RuleError, label=short_label(path))
+            doc = read_document(path, error=RuleError, label=short_label(path), regular_only=True)
             rules.extend(parse_rule_file(doc, vocabulary, sections))
         except InputError as exc:
             if skipped is None:
@@ -184,6 +247,68 @@ def load_rulebook(directory: Path, *, seeds: Path | None = None,
     return book
 
 
+# -- messages: authored text with a tiny placeholder syntax -------------------------------------
+# A message in rulebook.yaml may name the values the consult fills in, as {name}; {{ and }} are
+# literal braces. The text is data: it is filled by fill() below, never by str.format (which
+# would let a stray {x.__class__} or {0:>999999999} reach Python), and every placeholder is
+# checked against MESSAGE_FIELDS when the rule base loads (an unknown one is a file:line error).
+MESSAGE_FIELDS: dict[str, frozenset[str]] = {
+    "disclaimer": frozenset({"populations"}),
+    "outside_pathway": frozenset({"stage"}),
+    "history_intolerance": frozenset({"detail"}),
+    "adult_on_pediatric_evidence": frozenset(),
+    "no_dose": frozenset(),
+    "adult_dose": frozenset({"population"}),
+    "adult_dose_uncapped": frozenset(),
+    "intended_use": frozenset(),
+}
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([a-z][a-z0-9_]*)\}|[{}]")
+
+
+def placeholders(text: str) -> list[str]:
+    """The placeholder names in a message; ValueError for a brace that is not part of one."""
+    names = []
+    for match in _PLACEHOLDER.finditer(text):
+        token = match.group()
+        if token in ("{{", "}}"):
+            continue
+        if match.group(1) is None:
+            raise ValueError(f"stray {token!r} at character {match.start() + 1}: a placeholder "
+                             "is {name} (lower-case letters, digits, _); write {{ or }} for a brace")
+        names.append(match.group(1))
+    return names
+
+
+def fill(text: str, **values: str) -> str:
+    """Substitute {name} placeholders in an authored message (see above); unknown names stay."""
+    def one(match):
+        token = match.group()
+        if token == "{{":
+            return "{"
+        if token == "}}":
+            return "}"
+        name = match.group(1)
+        return str(values[name]) if name in values else token
+
+    return _PLACEHOLDER.sub(one, text)
+
+
+def _check_messages(messages: dict, doc: Document) -> None:
+    for name, text in messages.items():
+        allowed = MESSAGE_FIELDS.get(name, frozenset())
+        try:
+            used = placeholders(text)
+        except ValueError as exc:
+            raise RuleError(f"message {bounded(name)}: {exc}", file=doc.source,
+                            line=doc.line(("messages", name))) from None
+        for placeholder in used:
+            if placeholder not in allowed:
+                known = ", ".join("{" + a + "}" for a in sorted(allowed)) or "none"
+                raise RuleError(f"message {bounded(name)}: unknown placeholder {{{placeholder}}} "
+                                f"(this message can use: {known})", file=doc.source,
+                                line=doc.line(("messages", name)))
+
+
 def _parse_meta(doc: Document):
     data = doc.data
 
@@ -194,12 +319,23 @@ def _parse_meta(doc: Document):
         fail("rulebook.yaml must be a mapping")
     unknown = set(data) - {"name", "version", "sections", "test_defaults", "messages"}
     if unknown:
-        fail(f"unknown key {sorted(unknown)[0]!r}", (sorted(unknown)[0],))
+        fail(f"unknown key {bounded(sorted(unknown)[0])}", (sorted(unknown)[0],))
+    for key in ("name", "version"):
+        if key in data and (isinstance(data[key], bool) or not isinstance(data[key], (str, int, float))):
+            fail(f"{key} must be text", (key,))
+    raw_sections = data.get("sections") or {}
+    if not isinstance(raw_sections, dict):
+        fail("sections must map each pathway section to its step and label", ("sections",))
     sections = {}
-    for name, spec in (data.get("sections") or {}).items():
-        if not isinstance(spec, dict) or not isinstance(spec.get("step"), int):
-            fail(f"section {name!r} needs a step number and a label", ("sections", name))
-        sections[name] = Section(name, spec["step"], str(spec.get("label", name)))
+    for name, spec in raw_sections.items():
+        if (not isinstance(spec, dict) or isinstance(spec.get("step"), bool)
+                or not isinstance(spec.get("step"), int)
+                or not isinstance(spec.get("label", name), str)):
+            fail(f"section {bounded(name)} needs a step number and a label", ("sections", name))
+        if set(spec) - {"step", "label"}:
+            fail(f"section {bounded(name)}: unknown key {bounded(sorted(set(spec) - {'step', 'label'})[0])}",
+                 ("sections", name))
+        sections[name] = Section(name, spec["step"], spec.get("label", name))
     if not sections:
         fail("rulebook.yaml needs sections", ("sections",))
     defaults = data.get("test_defaults") or {}
@@ -208,6 +344,7 @@ def _parse_meta(doc: Document):
     messages = data.get("messages") or {}
     if not isinstance(messages, dict) or not all(isinstance(v, str) for v in messages.values()):
         fail("messages must map names to text", ("messages",))
+    _check_messages(messages, doc)
     return sections, defaults, str(data.get("name", "")), str(data.get("version", "0")), messages
 
 
@@ -224,9 +361,9 @@ class _RuleParser:
     def keys(self, mapping: dict, allowed: set, path: tuple, what: str):
         for key in mapping:
             if key not in allowed:
-                close = difflib.get_close_matches(str(key), sorted(allowed), n=1)
+                close = difflib.get_close_matches(str(key)[:100], sorted(allowed), n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
-                self.fail(f"unknown key {key!r} in {what}{hint} (allowed: {', '.join(sorted(allowed))})",
+                self.fail(f"unknown key {bounded(key)} in {what}{hint} (allowed: {', '.join(sorted(allowed))})",
                           path + (key,))
 
     def text(self, value, path, what, required=True):
@@ -243,10 +380,10 @@ class _RuleParser:
         if not isinstance(raw, dict):
             self.fail("each rule must be a mapping with id, title, when, then...", path)
         rid = raw.get("id")
-        if isinstance(rid, str):
-            self.rule_id = rid
+        if isinstance(rid, str):  # shown in every message: bounded, escapes made visible
+            self.rule_id = escape_controls(rid if len(rid) <= 100 else rid[:100] + "...")
         if not isinstance(rid, str) or not RULE_ID.match(rid):
-            self.fail(f"rule id {rid!r} is malformed: use CNO- followed by upper-case words, "
+            self.fail(f"rule id {bounded(rid)} is malformed: use CNO- followed by upper-case words, "
                       "e.g. CNO-ESC-GC-BRIDGE", path + ("id",))
         self.keys(raw, _RULE_KEYS, path, "a rule")
         for key in ("title", "status", "stage", "when", "then"):
@@ -254,11 +391,11 @@ class _RuleParser:
                 self.fail(f"missing required key {key!r}", path)
         title = self.text(raw["title"], path + ("title",), "title")
         status = raw["status"]
-        if status not in STATUSES:
-            self.fail(f"status {status!r} is not one of {', '.join(STATUSES)}", path + ("status",))
+        if not isinstance(status, str) or status not in STATUSES:
+            self.fail(f"status {bounded(status)} is not one of {', '.join(STATUSES)}", path + ("status",))
         stage = raw["stage"]
-        if stage not in self.sections:
-            self.fail(f"stage {stage!r} is not a pathway section (allowed: "
+        if not isinstance(stage, str) or stage not in self.sections:
+            self.fail(f"stage {bounded(stage)} is not a pathway section (allowed: "
                       f"{', '.join(self.sections)})", path + ("stage",))
         priority = raw.get("priority", 100)
         if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= MAX_PRIORITY:
@@ -297,8 +434,8 @@ class _RuleParser:
         p = path + ("suggest",)
         self.keys(value, _SUGGEST_KEYS, p, "suggest")
         kind = value.get("kind")
-        if kind not in KINDS:
-            self.fail(f"kind {kind!r} is not one of {', '.join(KINDS)}", p + ("kind",))
+        if not isinstance(kind, str) or kind not in KINDS:
+            self.fail(f"kind {bounded(kind)} is not one of {', '.join(KINDS)}", p + ("kind",))
         therapy = value.get("therapy")
         if therapy is not None:
             therapy = self.vocab_value("therapies", therapy, p + ("therapy",))
@@ -315,14 +452,14 @@ class _RuleParser:
             self.fail("evidence must be a mapping with grade and cites", path)
         self.keys(raw, _EVIDENCE_KEYS, path, "evidence")
         grade = raw.get("grade")
-        if grade not in GRADES:
-            self.fail(f"grade {grade!r} is not one of {', '.join(GRADES)}", path + ("grade",))
+        if not isinstance(grade, str) or grade not in GRADES:
+            self.fail(f"grade {bounded(grade)} is not one of {', '.join(GRADES)}", path + ("grade",))
         cites = raw.get("cites", [])
         if not isinstance(cites, list):
             self.fail("cites must be a list of 'source#finding'", path + ("cites",))
         for i, cite in enumerate(cites):
             if not isinstance(cite, str) or not CITATION.match(cite):
-                self.fail(f"citation {cite!r} is malformed: write 'source-id#finding-id'",
+                self.fail(f"citation {bounded(cite)} is malformed: write 'source-id#finding-id'",
                           path + ("cites", i))
         return Evidence(grade=grade, cites=tuple(cites))
 
@@ -346,30 +483,30 @@ class _RuleParser:
     # -- conditions -----------------------------------------------------------------------
     def fact(self, name, path):
         if not isinstance(name, str) or name not in FACT_SCHEMA:
-            close = difflib.get_close_matches(str(name), list(FACT_SCHEMA), n=3)
+            close = difflib.get_close_matches(str(name)[:100], list(FACT_SCHEMA), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
-            self.fail(f"unknown fact {name!r}{hint}", path)
+            self.fail(f"unknown fact {bounded(name)}{hint}", path)
         return FACT_SCHEMA[name]
 
     def vocab_value(self, kind, value, path):
         if not isinstance(value, str):
-            self.fail(f"expected a name from the {kind.replace('_', ' ')} vocabulary, got {value!r}", path)
+            self.fail(f"expected a name from the {kind.replace('_', ' ')} vocabulary, got {bounded(value)}", path)
         try:
             name = self.vocab.match(kind, value)
         except ValueError as exc:
             self.fail(str(exc), path)
         if name != value:
-            self.fail(f"write the vocabulary name {name!r}, not {value!r}", path)
+            self.fail(f"write the vocabulary name {name!r}, not {bounded(value)}", path)
         return name
 
     def typed_value(self, fact, ftype, value, path):
         if ftype.kind == "number":
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-                self.fail(f"{fact} is a number; got {value!r}", path)
+                self.fail(f"{fact} is a number; got {bounded(value)}", path)
             return float(value)
         if ftype.kind == "bool":
             if not isinstance(value, bool):
-                self.fail(f"{fact} is true or false; got {value!r}", path)
+                self.fail(f"{fact} is true or false; got {bounded(value)}", path)
             return value
         return self.vocab_value(ftype.vocabulary, value, path)
 
@@ -382,9 +519,9 @@ class _RuleParser:
         op, arg = next(iter(raw.items()))
         line = self.doc.line(path + (op,))
         if op not in OPERATORS:
-            close = difflib.get_close_matches(str(op), OPERATORS, n=1)
+            close = difflib.get_close_matches(str(op)[:100], OPERATORS, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            self.fail(f"unknown operator {op!r}{hint} (allowed: {', '.join(OPERATORS)})", path + (op,))
+            self.fail(f"unknown operator {bounded(op)}{hint} (allowed: {', '.join(OPERATORS)})", path + (op,))
         p = path + (op,)
         if op in ("all", "any"):
             if not isinstance(arg, list):

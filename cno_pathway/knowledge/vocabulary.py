@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import RuleError
-from ..yamlio import Document, read_document, short_label
+from ..yamlio import Document, bounded, read_document, short_label
 
 VOCABULARY_FILE = "vocabulary.yaml"
+MAX_NAME = 200  # no vocabulary name comes near; longer values skip the did-you-mean
 
 # The lists a profile or a condition can name; each maps to a key of vocabulary.yaml.
 _LIST_KEYS = ("sexes", "diagnoses", "imaging", "sites", "features", "red_flags", "biopsy",
@@ -86,14 +87,21 @@ class Vocabulary:
         return list(self.words[kind])
 
     def match(self, kind: str, value: str) -> str:
-        """Return the canonical name of `value` in list `kind`, or raise ValueError."""
+        """Return the canonical name of `value` in list `kind`, or raise ValueError.
+
+        Work is bounded by the value's length: a value longer than MAX_NAME is refused before
+        any normalising or did-you-mean (a 1 MB string reused 400 times costs nothing), and the
+        message shows a bounded, escaped prefix."""
         allowed = self.values(kind)
+        if len(value) > MAX_NAME:
+            raise ValueError(f"unknown {_SINGULAR.get(kind, kind)} {bounded(value)}: longer than "
+                             f"any name (allowed: {', '.join(allowed)})")
         name = canonical(value)
         if name in allowed:
             return name
         close = difflib.get_close_matches(name, allowed, n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown {_SINGULAR.get(kind, kind)} {value!r}{hint} "
+        raise ValueError(f"unknown {_SINGULAR.get(kind, kind)} {bounded(value)}{hint} "
                          f"(allowed: {', '.join(allowed)})")
 
     def class_of(self, therapy: str | None) -> str | None:
@@ -114,9 +122,42 @@ class Vocabulary:
         return self.words.get(kind, {}).get(value, value)
 
 
+def _names(value) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
+
+
+def _check_types(data: dict, fail) -> None:
+    """The shape of every entry, before anything hashes, sorts or labels it: a drug given as a
+    number, a class or stage that is not a mapping, a label that is not text are file:line
+    errors, never a crash and never silently turned into text."""
+    for key in ("drug_classes", "procedures", "stages"):
+        if key in data and data[key] is not None and not isinstance(data[key], dict):
+            fail(f"{key} must be a mapping of names", (key,))
+    for name, spec in (data.get("drug_classes") or {}).items():
+        where = ("drug_classes", name)
+        if not isinstance(spec, dict):
+            fail(f"drug class {bounded(name)} needs a label and a list of drugs", where)
+        if not _names(spec.get("drugs")) or any(canonical(d) != d for d in spec["drugs"]):
+            fail(f"drug class {bounded(name)}: drugs must be a list of canonical names "
+                 "(lower-case words joined by '_')", where + ("drugs",))
+        if not isinstance(spec.get("label", name), str):
+            fail(f"drug class {bounded(name)}: label must be text", where + ("label",))
+        basis = spec.get("adequate_trial_basis", [])
+        if basis is not None and not (isinstance(basis, list) and all(isinstance(b, str) for b in basis)):
+            fail(f"drug class {bounded(name)}: adequate_trial_basis must be a list of citations",
+                 where + ("adequate_trial_basis",))
+    for name, label in (data.get("procedures") or {}).items():
+        if not isinstance(label, str) or canonical(name) != name:
+            fail(f"procedure {bounded(name)} needs a canonical name and a text label", ("procedures", name))
+    for name, spec in (data.get("stages") or {}).items():
+        if (not isinstance(spec, dict) or isinstance(spec.get("step"), bool)
+                or not isinstance(spec.get("step"), int) or not isinstance(spec.get("label", name), str)):
+            fail(f"stage {bounded(name)} needs a step number and a text label", ("stages", name))
+
+
 def load_vocabulary(rules_dir: Path) -> Vocabulary:
     path = Path(rules_dir) / VOCABULARY_FILE
-    doc = read_document(path, error=RuleError, label=short_label(path))
+    doc = read_document(path, error=RuleError, label=short_label(path), regular_only=True)
     return vocabulary_from_document(doc)
 
 
@@ -128,10 +169,11 @@ def vocabulary_from_document(doc: Document) -> Vocabulary:
 
     if not isinstance(data, dict):
         fail("the vocabulary must be a mapping of lists")
+    _check_types(data, fail)
     known = set(_LIST_KEYS) | {"drug_classes", "procedures", "stages"}
     for key in data:
         if key not in known:
-            fail(f"unknown key {key!r} (allowed: {', '.join(sorted(known))})", (key,))
+            fail(f"unknown key {bounded(key)} (allowed: {', '.join(sorted(known))})", (key,))
     words: dict[str, dict[str, str]] = {}
     for key in _LIST_KEYS:
         value = data.get(key)
@@ -160,7 +202,7 @@ def vocabulary_from_document(doc: Document) -> Vocabulary:
             fail(f"drug class {name!r} needs a label and a list of drugs", where)
         extra = set(spec) - {"label", "drugs", "adequate_trial_months", "adequate_trial_basis"}
         if extra:
-            fail(f"drug class {name!r}: unknown key {sorted(extra)[0]!r}", where)
+            fail(f"drug class {bounded(name)}: unknown key {bounded(sorted(extra)[0])}", where)
         months = spec.get("adequate_trial_months")
         if months is not None and (isinstance(months, bool) or not isinstance(months, (int, float))
                                    or months < 0):

@@ -103,6 +103,23 @@ def _yes_no(value: str, where: str) -> bool:
     return _YES[key]
 
 
+NUMBER_FLAGS = frozenset({"age", "weight", "onset_age", "lesions", "crp", "esr"})
+
+
+def _flag_number(flags: dict, flag: str, integer: bool = False):
+    """A number flag read as a profile file reads it (yamlio.parse_number): --weight 032 or
+    --weight 1_0 is refused, never read as 32 or 10. Values already numbers pass through."""
+    from ..yamlio import NotANumber, parse_number
+
+    value = flags[flag]
+    if not isinstance(value, str):
+        return value
+    try:
+        return parse_number(value, integer=integer)
+    except NotANumber as exc:
+        raise ProfileError(str(exc), field=f"--{flag.replace('_', '-')}") from None
+
+
 def profile_data_from_flags(flags: dict, vocabulary: Vocabulary) -> dict:
     """Plain profile data from the consult command's flags (only what was given)."""
     data: dict = {}
@@ -111,10 +128,10 @@ def profile_data_from_flags(flags: dict, vocabulary: Vocabulary) -> dict:
               "hla_b27": "hla_b27"}
     for flag, name in simple.items():
         if flags.get(flag) is not None:
-            data[name] = flags[flag]
+            data[name] = _flag_number(flags, flag) if flag in NUMBER_FLAGS else flags[flag]
     lesions: dict = {}
     if flags.get("lesions") is not None:
-        lesions["count"] = flags["lesions"]
+        lesions["count"] = _flag_number(flags, "lesions", integer=True)
     if flags.get("site"):
         lesions["sites"] = list(flags["site"])
     if flags.get("vertebral_fracture") is not None:
@@ -136,9 +153,9 @@ def profile_data_from_flags(flags: dict, vocabulary: Vocabulary) -> dict:
         data["activity"] = activity
     labs = {}
     if flags.get("crp") is not None:
-        labs["crp_mg_l"] = flags["crp"]
+        labs["crp_mg_l"] = _flag_number(flags, "crp")
     if flags.get("esr") is not None:
-        labs["esr_mm_h"] = flags["esr"]
+        labs["esr_mm_h"] = _flag_number(flags, "esr")
     if flags.get("cbc_normal") is not None:
         labs["cbc_normal"] = flags["cbc_normal"]
     if labs:

@@ -17,7 +17,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationI
 
 from ..errors import ProfileError
 from ..knowledge.vocabulary import Vocabulary
-from ..yamlio import Document
+from ..yamlio import Document, bounded, field_name
 
 _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
@@ -43,7 +43,7 @@ def _match_list(kind: str, values: Any, info: ValidationInfo) -> list[str]:
     names = [_match(kind, v, info) for v in values]
     twice = [n for n, c in Counter(names).items() if c > 1]
     if twice:
-        raise ValueError(f"{twice[0]!r} is listed twice")
+        raise ValueError(f"{bounded(twice[0])} is listed twice")
     return names
 
 
@@ -188,14 +188,9 @@ class _Contradiction(ValueError):
 
 
 def field_path(loc: tuple) -> str:
-    """('treatments', 1, 'response') -> 'treatments[1].response'."""
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += ("." if out else "") + str(part)
-    return out
+    """('treatments', 1, 'response') -> 'treatments[1].response'; a key as typed is shown
+    bounded, with control characters and bidi overrides escaped (yamlio.field_name)."""
+    return field_name(loc) if loc else ""
 
 
 def _path_tuple(path: str) -> tuple:
@@ -203,7 +198,7 @@ def _path_tuple(path: str) -> tuple:
     for chunk in path.replace("]", "").split("."):
         name, *indexes = chunk.split("[")
         parts.append(name)
-        parts.extend(int(i) for i in indexes)
+        parts.extend(int(i) for i in indexes if i.isdigit())
     return tuple(parts)
 
 
@@ -273,4 +268,4 @@ def _plain(err: dict) -> str:
     value = err.get("input")
     if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
         return "must be a finite number (NaN and infinity are not values)"
-    return f"{msg} (got {value!r})" if not isinstance(value, (dict, list)) else msg
+    return f"{msg} (got {bounded(value)})" if not isinstance(value, (dict, list)) else msg
