@@ -15,7 +15,7 @@ COMPILE := $(BIN)/python -m compileall -q cno_pathway
 $(BIN)/cno-pathway: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BUILD_FLAGS) $(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BUILD_FLAGS) $(BIN)/python -m pip install --quiet -e '.[test,cluster]'
 	$(COMPILE)
 	@touch $@
 

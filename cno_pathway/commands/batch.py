@@ -21,10 +21,13 @@ from .common import load_pathway, rules_option
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
               help="Worker processes (default: the cores this process may use). "
                    "The output is the same, in input order, for any number.")
+@click.option("--dask", "dask_address", metavar="ADDRESS|local", default=None,
+              help="Consult on a Dask cluster: a scheduler address, or 'local' for a local "
+                   "cluster of processes (needs: pip install 'cno-pathway[cluster]').")
 @click.option("--progress/--no-progress", default=None,
               help="Show a progress line on standard error (default: when it is a terminal).")
 @rules_option
-def batch(file, summary, jobs, progress, rules_dir):
+def batch(file, summary, jobs, dask_address, progress, rules_dir):
     """Consult every profile of a JSON Lines FILE ('-' reads standard input).
 
     Writes one JSON consult a line. A bad line is reported on standard error with its line
@@ -33,6 +36,8 @@ def batch(file, summary, jobs, progress, rules_dir):
     """
     from ..consult.parallel import available_cores
 
+    if dask_address is not None and jobs is not None:
+        raise click.UsageError("--jobs and --dask exclude each other (Dask sizes its own workers)")
     pathway = load_pathway(rules_dir)   # checks the rule base before any worker starts
     jobs = jobs or available_cores()
     source = "<stdin>" if file == "-" else file
@@ -62,7 +67,17 @@ def batch(file, summary, jobs, progress, rules_dir):
     try:
         with stream, interrupt:
             try:
-                if jobs == 1:
+                if dask_address is not None:
+                    from ..consult.cluster import ClusterUnavailable, run_dask
+
+                    try:
+                        run_dask(reader, source, address=dask_address, rules_dir=rules_dir,
+                                 emit=emit, write_json=not summary, stop=interrupt.requested,
+                                 result=result)
+                    except ClusterUnavailable as exc:
+                        click.echo(f"cno-pathway: error: {exc}", err=True)
+                        sys.exit(1)
+                elif jobs == 1:
                     run_batch(pathway, reader, source, emit=emit, write_json=not summary,
                               stop=interrupt.requested, result=result)
                 else:
