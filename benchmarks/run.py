@@ -213,10 +213,14 @@ def bench_batch(n: int, big: int):
         documents = [pathway.consult(p).to_json() for p in profiles[:2000]]
         work["orjson"] = lambda: [dumps_line(d) for d in documents]
         work["json"] = lambda: [slow_line(d) for d in documents]
-        work["jobs1"] = lambda: subprocess.run(CLI + ["batch", str(small), "--jobs", "1"],
-                                               check=True, stdout=subprocess.DEVNULL)
-        work["jobs2"] = lambda: subprocess.run(CLI + ["batch", str(small), "--jobs", "2"],
-                                               check=True, stdout=subprocess.DEVNULL)
+        outputs: dict[str, bytes] = {}
+
+        def batch_with(*option):
+            def run():
+                outputs[" ".join(option)] = subprocess.run(
+                    CLI + ["batch", str(small), *option], check=True, capture_output=True).stdout
+            return run
+        work["jobs1"], work["jobs2"] = batch_with("--jobs", "1"), batch_with("--jobs", "2")
         best = _best(3, **work)   # taking turns, best of three: this machine's noise comes in bursts
         c, jobs1 = best["c"], best["jobs1"]
         cores = len(os.sched_getaffinity(0))
@@ -235,6 +239,16 @@ def bench_batch(n: int, big: int):
         print(f"2d. --jobs 2 against --jobs 1: {jobs1/best['jobs2']:.2f}x faster ({n/best['jobs2']:.0f} "
               f"consults/s; {cores} cores in this process's affinity; goal >= 1.7x when both are "
               f"free, which they are not on this shared machine)")
+        try:
+            import distributed  # noqa: F401 - the optional [cluster] extra
+            dask = _best(1, dask=batch_with("--dask", "local"))["dask"]
+            print(f"2d. --dask local (a LocalCluster of {cores} processes, started by the run): "
+                  f"{n/dask:.0f} consults/s -> {jobs1/dask:.2f}x --jobs 1")
+        except ImportError:
+            print("2d. --dask: skipped (the [cluster] extra is not installed)")
+        same = len(set(outputs.values())) == 1
+        print(f"2d. output bytes of {', '.join(sorted(outputs))} on the {n} profiles: "
+              f"{'identical' if same else 'DIFFERENT'} ({len(outputs['--jobs 1'])} bytes)")
         large = tmp / "large.jsonl"
         with large.open("w") as out:
             for _ in range(big // n):
