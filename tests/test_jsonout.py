@@ -42,3 +42,12 @@ def test_consults_of_a_generated_cohort_are_the_same_bytes(fixture_pathway, voca
         assert dumps_line(consult.to_json()) == slow_line(consult.to_json())
         outcome = consult_line(fixture_pathway, number, json.dumps(data).encode(), "x")
         assert outcome.payload == slow_line(consult.to_json())
+
+
+def test_floats_of_every_magnitude_are_the_same_bytes():
+    rng = random.Random(3)
+    values = [rng.choice([1, -1]) * rng.random() * 10.0 ** rng.uniform(-323, 307)
+              for _ in range(50_000)]
+    values += [1e-05, 1.5e-07, 9.99e-05, 1e-09, 1e-10, 1e16, 1e-4, 5e-324]
+    for value in values:
+        assert dumps_line([value]) == slow_line([value]), value
