@@ -172,6 +172,15 @@ def _cohort(vocab, gen, n, seed=3, bad_every=0):
     return "\n".join(lines) + "\n"
 
 
+def _rest(proc, timeout=60):
+    """The rest of stdout through the same buffered reader that readline() used (communicate()
+    would read the pipe directly and lose what readline had buffered), then stderr."""
+    out = proc.stdout.read()
+    err = proc.stderr.read()
+    proc.wait(timeout=timeout)
+    return out, err
+
+
 def _cli(*args):
     return [sys.executable, "-m", "cno_pathway", *args]
 
@@ -187,8 +196,8 @@ def test_ctrl_c_finishes_the_line_under_way_prints_the_counts_and_exits_130(
     first = b"".join(proc.stdout.readline() for _ in range(40))   # all consulted; it waits
     time.sleep(0.3)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
     proc.stdin.close()
+    out, err = _rest(proc)
     assert proc.returncode == 130, err
     text = err.decode()
     lines = (first + out).decode().splitlines()
@@ -208,7 +217,7 @@ def test_ctrl_c_in_the_middle_of_a_file_keeps_whole_lines(fixture_env, vocab, ge
     proc.stdout.readline()
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    out, err = _rest(proc)
     assert proc.returncode == 130
     lines = out.decode().splitlines()
     assert 0 < len(lines) < 3999 and all(json.loads(line) for line in lines)

@@ -14,12 +14,15 @@ from ..consult.batch import BatchResult, LineReader, run_batch
 from ..errors import InputError
 from .common import load_pathway, rules_option
 
+SMALL_INPUT_BYTES = 256 * 1024
+
 
 @click.command()
 @click.argument("file", type=click.Path(allow_dash=True, dir_okay=False))
 @click.option("--summary", is_flag=True, help="Print counts of stages and suggestions instead of consults.")
 @click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
-              help="Worker processes (default: the cores this process may use). "
+              help="Worker processes (default: the cores this process may use; one for a file "
+                   "under 256 KiB). "
                    "The output is the same, in input order, for any number.")
 @click.option("--dask", "dask_address", metavar="ADDRESS|local", default=None,
               help="Consult on a Dask cluster: a scheduler address, or 'local' for a local "
@@ -39,16 +42,19 @@ def batch(file, summary, jobs, dask_address, progress, rules_dir):
     if dask_address is not None and jobs is not None:
         raise click.UsageError("--jobs and --dask exclude each other (Dask sizes its own workers)")
     pathway = load_pathway(rules_dir)   # checks the rule base before any worker starts
-    jobs = jobs or available_cores()
     source = "<stdin>" if file == "-" else file
     try:
         stream = sys.stdin.buffer if file == "-" else open(file, "rb")
     except OSError as exc:
         raise InputError(f"cannot read: {exc.strerror}", file=file) from None
+    size = _size_of(stream)
+    if jobs is None:
+        # a small file is done before workers would have loaded the rule base
+        jobs = 1 if size is not None and size < SMALL_INPUT_BYTES else available_cores()
     reader = LineReader(stream)
     if progress is None:
         progress = _is_terminal(sys.stderr)
-    bar = _Progress(reader, _size_of(stream)) if progress else None
+    bar = _Progress(reader, size) if progress else None
     out = sys.stdout.buffer
     sys.stdout.flush()
 
