@@ -40,14 +40,14 @@ test-fast: install
 LATEST := .venv-latest
 test-latest:
 	$(PYTHON) -m venv $(LATEST)
-	$(BUILD_FLAGS) $(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[test,server]'
+	$(BUILD_FLAGS) $(LATEST)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[test,server,cluster]'
 	$(LATEST)/bin/python -m pip list --format=freeze | grep -v '^-e'
 	$(LATEST)/bin/python $(PYTEST)
 
 # Regenerate the lock from pyproject.toml (needs pip-tools: `pip install pip-tools`). The lock
-# holds the test and server extras: `make test` runs the CDS Hooks service's tests too.
+# holds the test, server and cluster extras: `make test` runs the service's and Dask's tests too.
 lock:
-	pip-compile --quiet --generate-hashes --extra test --extra server --strip-extras --no-emit-index-url \
+	pip-compile --quiet --generate-hashes --extra test --extra server --extra cluster --strip-extras --no-emit-index-url \
 	    --no-emit-find-links --output-file=$(LOCK) pyproject.toml
 
 lint: install

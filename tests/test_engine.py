@@ -18,8 +18,23 @@ import threading
 import durable.engine as durable
 import pytest
 
-from cno_pathway.engine.durable import (MAX_ALPHA_PATHS, MAX_GROUPS, MAX_RULES_PER_RULESET, Engine,
-                                QuietHost)
+from cno_pathway.engine.durable import MAX_ALPHA_PATHS, MAX_GROUPS, MAX_RULES_PER_RULESET, Engine
+
+
+class QuietHost(durable.Host):
+    """durable's own host layer without its dispatch timer threads: only the raw tests use it,
+    to show the host layer's edges (the adapter drives the C extension itself)."""
+
+    def _run(self):
+        return None
+
+    def delete_rulesets(self):
+        import durable_rules_engine
+
+        for ruleset in self._ruleset_list:
+            durable_rules_engine.delete_ruleset(ruleset._handle)
+        self._ruleset_list = []
+        self._ruleset_directory = {}
 from cno_pathway.errors import EngineError, RuleError
 from cno_pathway.engine.evaluation import reference_evaluate
 from cno_pathway.patient.facts import FACT_SCHEMA, derive_facts
@@ -80,12 +95,18 @@ def test_raw_two_parameter_action_is_async_and_stalls_the_session(run_python):
     assert _last_json(result.stdout) == ["function"]
 
 
-def test_every_adapter_action_takes_exactly_one_parameter(fixture_pathway):
+def test_the_adapter_hands_durable_no_actions_and_runs_its_own(fixture_pathway):
+    """The definitions given to the C extension hold patterns and priorities only; the actions
+    (ours, one argument: the run) are called by the adapter, never by durable's Promise."""
     engine = fixture_pathway.engine
     for name, ruleset in engine.definitions.items():
         for rule_id, definition in ruleset.items():
-            promise = durable.Promise(definition["run"])
-            assert promise._sync, f"{name}/{rule_id} would be treated as async"
+            assert set(definition) == {"all", "pri"}, (name, rule_id)
+    import inspect
+
+    for rule_id, action in engine._actions.items():
+        if action is not None:
+            assert len(inspect.signature(action).parameters) == 1, rule_id
 
 
 def test_two_parameter_actions_are_what_durable_treats_as_async():
@@ -282,7 +303,7 @@ def _raising_for(rule_id, original):
         if rule.id != rule_id:
             return action
 
-        def boom(c):
+        def boom(run):
             raise RuntimeError(f"boom from {rule.id}")
         return boom
     return factory
@@ -299,7 +320,6 @@ def test_an_exception_in_an_action_surfaces_as_engine_error(monkeypatch, fixture
         naive = make_facts(profile_data())
         with pytest.raises(EngineError, match=f"boom from {rule_id}"):
             engine.evaluate(naive)
-        assert engine._runs == {}
         # the engine stays usable: a patient for whom the failing rule does not fire is fine
         if rule_id == "CNO-STAGE-NAIVE":
             other = make_facts(profile_data(treatments=[
@@ -342,7 +362,6 @@ def test_two_thousand_sequential_evaluations(fixture_pathway, vocab, gen):
         got = engine.evaluate(samples[i % len(samples)])
         want = expected[i % len(samples)]
         assert (got.fired, got.facts) == (want.fired, want.facts), i
-    assert engine._runs == {}
 
 
 # -- timer threads --------------------------------------------------------------------------------
@@ -370,11 +389,12 @@ def test_engine_construction_evaluation_and_close_start_no_threads(fixture_book,
     assert threading.active_count() == before
     engine.evaluate(make_facts(profile_data()))
     assert threading.active_count() == before
-    inner = engine.host
+    handles = [ruleset for ruleset in engine._rulesets]
     engine.close()
-    assert engine.host is None
-    assert inner._ruleset_list == [] and inner._ruleset_directory == {}
+    assert engine.closed and all(ruleset.handle is None for ruleset in handles)
     engine.close()  # closing twice is harmless
+    with pytest.raises(EngineError, match="closed"):
+        engine.evaluate(make_facts(profile_data()))
     assert threading.active_count() == before
     host.delete_rulesets()
 
@@ -431,11 +451,12 @@ def test_raw_register_deletes_the_run_keys_of_the_dict_passed():
         host.delete_rulesets()
 
 
-def test_engine_definitions_keep_their_run_keys(fixture_book, value_order):
+def test_engine_definitions_stay_whole_after_the_rulesets_are_created(fixture_book, value_order):
     with Engine(fixture_book.active, value_order, max_rules_per_ruleset=5) as engine:
         for ruleset in engine.definitions.values():
             for rule_id, definition in ruleset.items():
-                assert callable(definition.get("run")), rule_id
+                assert definition["all"] and "pri" in definition, rule_id
+        assert set(engine._actions) >= {r.id for r in fixture_book.active}
         assert {r.id for r in fixture_book.active} <= {
             rid for ruleset in engine.definitions.values() for rid in ruleset}
 
@@ -812,3 +833,38 @@ def test_tiny_numbers_in_facts_and_rules_agree_with_the_reference(parse_rules, r
         assert got.fired == want.fired
         seen.update(got.fired)
     assert seen == {r.id for r in rules}
+
+
+# -- the driver: the C extension without durable's host layer ---------------------------------------
+
+def test_the_driver_reads_rule_names_without_parsing_the_match():
+    from cno_pathway.engine.driver import _rule_name
+
+    assert _rule_name('{"CNO-FL-NAPROXEN":{"m":{"sid": "1", "x": "a\\"b"}}}') == "CNO-FL-NAPROXEN"
+    assert _rule_name('{"cno$sink":{"m":{}}}') == "cno$sink"
+    assert _rule_name('{"odd\\"name":{"m":{}}}') == 'odd"name'     # escapes: parsed properly
+
+
+def test_the_fact_text_is_the_fact_as_json(fixture_book, value_order, make_facts, profile_data):
+    """Assembled once per patient from prebuilt key names; what the engine reads is the same
+    fact the host layer's json.dumps wrote: encoded names, engine-safe numbers, flags."""
+    with Engine(fixture_book.active, value_order) as engine:
+        facts = make_facts(profile_data(weight_kg=0.00001 + 30, labs={"crp_mg_l": 1e-05}))
+        fact = engine._fact(facts, "7", "derive", 2)
+        assert fact["sid"] == "7" and fact["phase"] == "derive" and fact["gen"] == 2
+        assert fact["cno_kind"] == "patient"
+        assert fact["labs_crp_mg_l"] > 1e-05 and "e" in repr(1e-05)   # moved off 1e-05 (_number)
+        assert fact["lesions_count"] == 3.0 and isinstance(fact["lesions_count"], float)
+        for name, value in engine.flags:
+            assert fact[f"{name.replace('.', '_')}__{value}"] is (value in facts.get(name, ()))
+        assert all(isinstance(v, (str, int, float, bool)) for v in fact.values())
+
+
+def test_the_adapter_does_not_import_durables_host_layer(run_python):
+    result = run_python(textwrap.dedent("""
+        import sys
+        import cno_pathway.engine.durable
+        print("durable.engine" in sys.modules)
+    """), timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "False"

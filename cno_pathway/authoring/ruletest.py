@@ -10,6 +10,7 @@ that fired, the conditions that held.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from ..knowledge.conditions import All, Any_, Condition, Has, Not, describe, evaluate, unmet, walk
@@ -77,6 +78,12 @@ def why_not_staged(book: RuleBook, rule: Rule, facts: dict) -> list[str]:
     return out
 
 
+def _key(data) -> str:
+    """The completed profile as canonical text: equal profiles, one key (typed: 1 and true and
+    1.0 differ in JSON text)."""
+    return json.dumps(data, sort_keys=True, ensure_ascii=False, default=repr)
+
+
 @dataclass
 class RuleTestFailure:
     rule: Rule
@@ -114,6 +121,7 @@ def run_rule_tests(book: RuleBook, only: str | None = None) -> list[RuleResult]:
     Retired rules are not in the engine: they are reported as skipped, with the reason."""
     order = {"stage": list(book.vocabulary.stages)}
     results = []
+    seen: dict = {}   # one evaluation per distinct completed profile: tests share profiles
     with Engine(book.active, order) as engine:
         for rule in book.rules:
             if only and rule.id != only:
@@ -126,7 +134,7 @@ def run_rule_tests(book: RuleBook, only: str | None = None) -> list[RuleResult]:
             if not rule.tests:
                 result.failures.append(RuleTestFailure(rule, None, "the rule has no tests"))
             for test in rule.tests:
-                failure = _run_one(book, engine, rule, test)
+                failure = _run_one(book, engine, rule, test, seen)
                 if failure is None:
                     result.passed += 1
                 else:
@@ -134,14 +142,23 @@ def run_rule_tests(book: RuleBook, only: str | None = None) -> list[RuleResult]:
     return results
 
 
-def _run_one(book: RuleBook, engine: Engine, rule: Rule, test: RuleTest) -> RuleTestFailure | None:
+def _run_one(book: RuleBook, engine: Engine, rule: Rule, test: RuleTest,
+             seen: dict | None = None) -> RuleTestFailure | None:
     data = complete(book.test_defaults, test.profile)
-    try:
-        profile = validate_profile(data, book.vocabulary)
-    except ProfileError as exc:
-        where = f"{exc.field}: " if exc.field else ""
-        return RuleTestFailure(rule, test, f"invalid test profile: {where}{exc.message}")
-    evaluation = engine.evaluate(derive_facts(profile, book.vocabulary))
+    key = _key(data)
+    outcome = seen.get(key) if seen is not None else None
+    if outcome is None:
+        try:
+            profile = validate_profile(data, book.vocabulary)
+            outcome = engine.evaluate(derive_facts(profile, book.vocabulary))
+        except ProfileError as exc:
+            outcome = exc
+        if seen is not None:
+            seen[key] = outcome
+    if isinstance(outcome, ProfileError):
+        where = f"{outcome.field}: " if outcome.field else ""
+        return RuleTestFailure(rule, test, f"invalid test profile: {where}{outcome.message}")
+    evaluation = outcome
     fired = rule.id in evaluation.fired_set
     if fired == (test.expect == "fires"):
         return None

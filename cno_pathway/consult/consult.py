@@ -12,10 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from .. import __version__
-from ..knowledge.conditions import unmet
 from ..engine.durable import Engine
 from ..errors import RuleError
 from ..engine.evaluation import Evaluation
+from .memo import ConsultMemo
 from ..knowledge.evidence import EvidenceLibrary, load_library
 from ..patient.facts import ADULT_AGE, FACT_SCHEMA, derive_facts, not_tolerated
 from ..patient.profile import PatientProfile
@@ -224,6 +224,7 @@ class Pathway:
         self.formulary = formulary      # the hospital's maximum doses, when one is given
         self.value_order = {"stage": list(rulebook.vocabulary.stages)}
         self.engine = Engine(rulebook.active, self.value_order)
+        self._memo = ConsultMemo(rulebook.label)
 
     @classmethod
     def load(cls, rules: str | Path | None = None, seeds: str | Path | None = None,
@@ -299,9 +300,11 @@ class Pathway:
     def _suggestion(self, rule: Rule, profile: PatientProfile, facts: dict) -> Suggestion:
         book, vocab = self.rulebook, self.vocabulary
         s = rule.suggest
-        citations = self._citations(rule.evidence.cites if rule.evidence else ())
-        regimen = self.rulebook.regimens.get(s.regimen) if s.regimen else None
-        dose_citations = self._citations(regimen.cites if regimen else (), cited=citations)
+        def cite():
+            citations = self._citations(rule.evidence.cites if rule.evidence else ())
+            regimen = self.rulebook.regimens.get(s.regimen) if s.regimen else None
+            return citations, self._citations(regimen.cites if regimen else (), cited=citations)
+        citations, dose_citations = self._memo.cited(rule.id, cite)
         drug_class = vocab.class_of(s.therapy)
         section = book.sections[rule.stage]
         notes = []
@@ -459,7 +462,7 @@ class Pathway:
             therapy = rule.suggest.therapy
             out.append(NotSuggested(
                 rule=rule.id, title=rule.title, therapy=therapy, kind=rule.suggest.kind,
-                section=rule.stage, unmet=unmet(rule.when, facts, book.label),
+                section=rule.stage, unmet=self._memo.unmet(rule, facts),
                 therapy_label=self._therapy_label(therapy),
                 section_label=section.label, step=section.step, where=rule.where))
         scope = None if complete else [

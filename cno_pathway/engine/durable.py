@@ -1,20 +1,21 @@
-"""The durable_rules adapter: compile parsed rules to a ruleset, evaluate one patient's facts.
+"""The durable_rules adapter: compile parsed rules to rulesets, evaluate one patient's facts.
 
+The engine is durable_rules' C extension, driven by engine/driver.py rather than durable's own
+Python host layer (which spent four fifths of an evaluation in json.dumps/json.loads and glue).
 durable-rules 2.0.28 has sharp edges; this module is the only place that knows them, and
-tests/test_engine.py pins each one:
-- an action taking two parameters is silently treated as async and never fires: actions here
-  take exactly one (`c`), built by closures;
+tests/test_engine.py pins each one (the host layer's own edges are pinned there too, raw, to
+show why we do not use it):
+- the host layer treats a two-parameter action as async and never fires it, swallows the
+  exceptions of actions into the session state, starts two timer threads per Host and deletes
+  the `run` keys of the definitions it is given: our actions are plain Python run by us after
+  the engine has listed its matches; an exception in one is an EngineError; no thread starts,
+  and the definitions we compile hold patterns and priorities only;
 - a pattern made only of "field absent" tests also matches the engine's own state fact and
   loops: every pattern starts with the discriminator {cno_kind: patient};
-- deleting a session in which no action ran segfaults, and a fact that matches no rule raises
-  MessageNotHandledException: every ruleset keeps a lowest-priority sink rule that always fires;
-- exceptions raised in actions are swallowed into the session state: we read
-  get_state(...)["exception"] after each evaluation and raise EngineError;
+- deleting a session in which no action ran segfaults: every ruleset keeps a lowest-priority
+  sink rule that always fires (it also keeps every fact handled);
 - more than 1,024 live sessions raise MemoryError: each evaluation deletes its session;
-- each Host starts two timer threads that never end: QuietHost starts none, and close()
-  deletes the rulesets;
 - the extension is not thread-safe: one lock around every evaluation;
-- registering a ruleset deletes the `run` keys of the dict passed: we pass a copy;
 - priority is an unsigned short: rule priorities are capped by the parser (MAX_PRIORITY);
 - a ruleset of about 540 rules hangs at creation (the distinct tests under one alpha node sit in
   a 512-bucket hash set probed until an empty bucket turns up): rules are split into rulesets of
@@ -29,24 +30,23 @@ tests/test_engine.py pins each one:
 - "abc" > 75 and "80" == 80 hold in the engine: only validated, typed facts are asserted;
 - its JSON reader rejects numbers such as 1e-05 (exponent, no fraction): see _number.
 
-Forward chaining happens inside the engine: staging rules match the patient fact in phase
-"derive"; a catch-all "round done" rule (below every rule's priority) asserts the next round's
-fact, or, when nothing new was derived, the final fact in phase "suggest", which the suggestion
-rules match.
+Forward chaining: staging rules match the patient fact in phase "derive"; when the engine has
+no more matches for a round's fact, the next round's fact is asserted if anything new was
+derived, else the final fact in phase "suggest", which the suggestion rules (in every
+ruleset) match. The fact is JSON text assembled once per patient (the members no round
+changes) plus the few members staging derives; key names are built once per rule base.
 """
 
 from __future__ import annotations
 
-import copy
 import itertools
+import json
 import math
 import threading
 
-import durable.engine as durable
-import durable_rules_engine
-
 from ..knowledge.conditions import All, Any_, Compare, Condition, Has, Not, Presence
 from ..errors import EngineError, RuleError
+from .driver import Ruleset
 from .evaluation import MAX_ROUNDS, Evaluation, add_derivation
 from ..knowledge.factschema import FACT_SCHEMA
 from ..knowledge.rulebook import Rule
@@ -54,26 +54,13 @@ from ..knowledge.rulebook import Rule
 MAX_RULES_PER_RULESET = 400
 MAX_ALPHA_PATHS = 60      # the engine's alpha match stack holds 64 pending nodes
 MAX_GROUPS = 15           # a pattern's expression sequence holds 31 entries, two per group
-_ROUND_DONE_PRI = 65000
 _SINK_PRI = 65500
+_SINK = "cno$sink"
 _KIND = {"cno_kind": "patient"}
 _NEVER = {"$nex": {"cno_kind": 1}}          # false for every patient fact
 _LOCK = threading.RLock()
 _ruleset_names = itertools.count(1)
 _session_ids = itertools.count(1)
-
-
-class QuietHost(durable.Host):
-    """A Host without the two dispatch timer threads (we never use timers or queues)."""
-
-    def _run(self):
-        return None
-
-    def delete_rulesets(self):
-        for ruleset in self._ruleset_list:
-            durable_rules_engine.delete_ruleset(ruleset._handle)
-        self._ruleset_list = []
-        self._ruleset_directory = {}
 
 
 def encode_name(fact: str) -> str:
@@ -169,7 +156,7 @@ class _Compiler:
 
 
 class _Run:
-    """What the actions of one evaluation write to (actions see only `c`)."""
+    """What the actions of one evaluation write to."""
 
     def __init__(self, facts: dict):
         self.facts = facts
@@ -194,12 +181,12 @@ class Engine:
             raise RuleError(f"{len(staging)} staging rules: the engine holds at most "
                             f"{max_rules_per_ruleset - 1} staging rules in one ruleset")
         self._compiler = _Compiler()
-        self._runs: dict[str, _Run] = {}
         self._paths: dict[str, int] = {}   # rule id -> alternative paths, set by _compile_rule
-        compiled = {rule.id: self._compile_rule(rule, "derive", self._staging_action(rule))
-                    for rule in staging}
-        compiled.update({rule.id: self._compile_rule(rule, "suggest", self._suggest_action(rule))
-                         for rule in suggesting})
+        compiled = {rule.id: self._compile_rule(rule, "derive") for rule in staging}
+        compiled.update({rule.id: self._compile_rule(rule, "suggest") for rule in suggesting})
+        self._actions = {rule.id: self._staging_action(rule) for rule in staging}
+        self._actions.update({rule.id: self._suggest_action(rule) for rule in suggesting})
+        self._actions[_SINK] = None
         paths = self._paths
         staging_paths = sum(paths[r.id] for r in staging)
         if staging_paths > MAX_ALPHA_PATHS:
@@ -207,7 +194,7 @@ class Engine:
                             f"the engine holds at most {MAX_ALPHA_PATHS} in one ruleset "
                             "(simplify their any/in/not)")
         chunks: list[list[Rule]] = [[]]
-        room, used = max_rules_per_ruleset - len(staging) - 2, 0
+        room, used = max_rules_per_ruleset - len(staging) - 1, 0
         for rule in suggesting:
             if len(chunks[-1]) >= room or used + paths[rule.id] > MAX_ALPHA_PATHS:
                 chunks.append([])
@@ -222,23 +209,24 @@ class Engine:
             if index == 0:
                 for rule in staging:
                     ruleset[rule.id] = compiled[rule.id]
-                ruleset["cno$round-done"] = {
-                    "all": [{"m": {"$and": [_KIND, {"phase": "derive"}]}}],
-                    "pri": _ROUND_DONE_PRI, "run": self._round_done}
             for rule in chunk:
                 ruleset[rule.id] = compiled[rule.id]
-            ruleset["cno$sink"] = {"all": [{"m": _KIND}], "pri": _SINK_PRI, "run": _sink}
+            ruleset[_SINK] = {"all": [{"m": _KIND}], "pri": _SINK_PRI}
             definitions[self.ruleset_names[index]] = ruleset
-        self.flags = sorted(self._compiler.flags)
-        with _LOCK:
-            self.host = QuietHost()
-            # registering deletes the `run` keys of the dict it is given: keep ours intact
-            self.host.register_rulesets(copy.copy({k: {r: dict(v) for r, v in d.items()}
-                                                   for k, d in definitions.items()}))
         self.definitions = definitions
+        self.flags = sorted(self._compiler.flags)
+        self._prepare_fact_text(staging)
+        self._rulesets: list[Ruleset] | None = []
+        with _LOCK:
+            try:
+                for name, definition in definitions.items():
+                    self._rulesets.append(Ruleset(name, definition))
+            except BaseException:
+                self.close()
+                raise
 
     # -- compilation ----------------------------------------------------------------------
-    def _compile_rule(self, rule: Rule, phase: str, action) -> dict:
+    def _compile_rule(self, rule: Rule, phase: str) -> dict:
         expression = self._compiler.compile(rule.when)
         parts = _flatten("$and", [_KIND, {"phase": phase}]
                          + ([expression] if expression is not None else []))
@@ -250,74 +238,117 @@ class Engine:
                             f"at most {MAX_GROUPS}; {paths} alternative paths, at most "
                             f"{MAX_ALPHA_PATHS}): split the rule or simplify its any/in/not",
                             file=rule.file, line=rule.line, rule=rule.id)
-        return {"all": [{"m": pattern}], "pri": rule.priority + 1, "run": action}
+        return {"all": [{"m": pattern}], "pri": rule.priority + 1}
 
     def _staging_action(self, rule: Rule):
-        def action(c):
-            run = self._runs[c.s.sid]
+        derive = list(rule.derive.items())
+        orders = [self.value_order.get(fact) for fact, _ in derive]
+
+        def action(run: _Run):
             if rule.id in run.fired_set:
                 return
             run.fired_set.add(rule.id)
             run.fired.append(rule.id)
             run.order[rule.id] = (0, run.rounds, rule.priority, rule.id)
-            for fact, value in rule.derive.items():
+            for (fact, value), order in zip(derive, orders):
                 run.derivations.append((rule.id, fact, value))
-                run.changed |= add_derivation(run.facts, fact, value, self.value_order.get(fact))
+                run.changed |= add_derivation(run.facts, fact, value, order)
         return action
 
     def _suggest_action(self, rule: Rule):
-        def action(c):
-            run = self._runs[c.s.sid]
+        key = (1, 0, rule.priority, rule.id)
+
+        def action(run: _Run):
             if rule.id not in run.fired_set:
                 run.fired_set.add(rule.id)
                 run.fired.append(rule.id)
-                run.order[rule.id] = (1, 0, rule.priority, rule.id)
+                run.order[rule.id] = key
         return action
 
-    def _round_done(self, c):
-        run = self._runs[c.s.sid]
-        run.rounds += 1
-        if c.m["gen"] + 1 != run.rounds:
-            return  # a stale round (cannot happen: each round asserts one fact)
-        if run.changed and run.rounds < MAX_ROUNDS:
-            run.changed = False
-            c.assert_fact(self._fact(run.facts, c.s.sid, "derive", run.rounds))
-            return
-        final = self._fact(run.facts, c.s.sid, "suggest", run.rounds)
-        c.assert_fact(dict(final))
-        for name in self.ruleset_names[1:]:
-            c.assert_fact(name, dict(final))
+    # -- facts as the engine reads them -----------------------------------------------------
+    def _prepare_fact_text(self, staging: list[Rule]) -> None:
+        """Key names and the JSON of constant values, built once for the rule base. Facts that
+        staging rules derive are the only ones that change between rounds."""
+        self._derived = {fact for rule in staging for fact in rule.derive}
+        self._scalar_keys = {name: json.dumps(encode_name(name)) + ":"
+                             for name, ftype in FACT_SCHEMA.items() if ftype.kind != "list"}
+        self._number_facts = {name for name, ftype in FACT_SCHEMA.items() if ftype.kind == "number"}
+        flags = [(fact, value, json.dumps(flag_name(fact, value)))
+                 for fact, value in self.flags]
+        self._static_flags = [(f, v, k + ":true", k + ":false") for f, v, k in flags
+                              if f not in self._derived]
+        self._derived_flags = [(f, v, k + ":true", k + ":false") for f, v, k in flags
+                               if f in self._derived]
+        self._derived_scalars = sorted(name for name in self._derived if name in self._scalar_keys)
 
-    # -- facts ----------------------------------------------------------------------------
-    def _fact(self, facts: dict, sid: str, phase: str, gen: int) -> dict:
-        fact = {"sid": sid, "cno_kind": "patient", "phase": phase, "gen": gen}
+    def _static_text(self, facts: dict) -> str:
+        """The part of a patient's fact that no round changes, as JSON members."""
+        parts = []
+        keys, numbers = self._scalar_keys, self._number_facts
         for name, value in facts.items():
-            ftype = FACT_SCHEMA.get(name)
-            if ftype is None or ftype.kind == "list" or value is None:
+            key = keys.get(name)
+            if key is None or value is None or name in self._derived:
                 continue
-            fact[encode_name(name)] = _number(value) if ftype.kind == "number" else value
-        for name, value in self.flags:
-            fact[flag_name(name, value)] = value in facts.get(name, ())
-        return fact
+            if name in numbers:
+                parts.append(key + _number_text(value))
+            else:
+                parts.append(key + _value_text(value))
+        for fact, value, yes, no in self._static_flags:
+            parts.append(yes if value in facts.get(fact, ()) else no)
+        return ",".join(parts)
+
+    def _fact_text(self, static: str, facts: dict, sid: str, phase: str, gen: int) -> str:
+        parts = [f'{{"sid":"{sid}","cno_kind":"patient","phase":"{phase}","gen":{gen}']
+        if static:
+            parts.append(static)
+        keys, numbers = self._scalar_keys, self._number_facts
+        for name in self._derived_scalars:
+            value = facts.get(name)
+            if value is not None:
+                parts.append(keys[name] + (_number_text(value) if name in numbers
+                                           else _value_text(value)))
+        get = facts.get
+        parts.extend([yes if value in get(fact, ()) else no
+                      for fact, value, yes, no in self._derived_flags])
+        return ",".join(parts) + "}"
+
+    def _fact(self, facts: dict, sid: str, phase: str, gen: int) -> dict:
+        """The fact as data (what _fact_text writes), for tests and for reading."""
+        return json.loads(self._fact_text(self._static_text(facts), facts, sid, phase, gen))
 
     # -- evaluation -----------------------------------------------------------------------
     def evaluate(self, facts: dict) -> Evaluation:
         """Run one patient's facts through the engine; the session is deleted afterwards."""
+        run = _Run({k: (list(v) if isinstance(v, list) else v) for k, v in facts.items()})
+        static = self._static_text(run.facts)
+        actions = self._actions
         with _LOCK:
+            rulesets = self._rulesets
+            if rulesets is None:
+                raise EngineError("the engine is closed")
             sid = str(next(_session_ids))
-            run = _Run({k: (list(v) if isinstance(v, list) else v) for k, v in facts.items()})
-            self._runs[sid] = run
+            touched = []
             try:
-                self.host.assert_fact(self.ruleset_names[0], self._fact(run.facts, sid, "derive", 0))
-                for name in self.ruleset_names:
-                    error = self.host.get_state(name, sid).get("exception")
-                    if error:
-                        raise EngineError(f"a rule action failed inside the engine: {error}")
+                first = rulesets[0]
+                touched.append(first)
+                names = first.matches(self._fact_text(static, run.facts, sid, "derive", 0))
+                while True:
+                    _run_actions(actions, names, run)
+                    run.rounds += 1
+                    if not (run.changed and run.rounds < MAX_ROUNDS):
+                        break
+                    run.changed = False
+                    names = first.matches(self._fact_text(static, run.facts, sid, "derive",
+                                                          run.rounds))
+                final = self._fact_text(static, run.facts, sid, "suggest", run.rounds)
+                for ruleset in rulesets:
+                    if ruleset is not first:
+                        touched.append(ruleset)
+                    _run_actions(actions, ruleset.matches(final), run)
             finally:
-                del self._runs[sid]
-                for name in self.ruleset_names:
+                for ruleset in touched:
                     try:
-                        self.host.delete_state(name, sid)
+                        ruleset.delete_state(sid)
                     except Exception:  # noqa: BLE001 - a session never created has nothing to delete
                         pass
         # the engine breaks priority ties its own way and fires split rulesets one after the
@@ -329,9 +360,13 @@ class Engine:
 
     def close(self):
         with _LOCK:
-            if getattr(self, "host", None) is not None:
-                self.host.delete_rulesets()
-                self.host = None
+            rulesets, self._rulesets = getattr(self, "_rulesets", None), None
+            for ruleset in rulesets or ():
+                ruleset.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._rulesets is None
 
     def __enter__(self):
         return self
@@ -344,6 +379,42 @@ class Engine:
             self.close()
         except Exception:  # noqa: BLE001 - interpreter shutdown
             pass
+
+
+def _run_actions(actions: dict, names: list[str], run: _Run) -> None:
+    """Run our action for each rule the engine matched; a failure is an EngineError (a bug in
+    an action, not bad input), raised after the engine has finished with the fact."""
+    for name in names:
+        action = actions.get(name)
+        if action is None:
+            continue
+        try:
+            action(run)
+        except Exception as exc:  # noqa: BLE001 - reported as the engine's failure
+            raise EngineError(f"a rule action failed inside the engine: {name}: {exc}") from exc
+
+
+_VALUE_TEXT: dict = {}
+
+
+def _value_text(value) -> str:
+    """JSON of a boolean or vocabulary value (few distinct ones: kept)."""
+    text = _VALUE_TEXT.get((type(value), value))
+    if text is None:
+        text = json.dumps(value, ensure_ascii=False)
+        if len(_VALUE_TEXT) < 4096:
+            _VALUE_TEXT[(type(value), value)] = text
+    return text
+
+
+def _number_text(value) -> str:
+    """JSON of a number fact, as _number maps it (the repr of a float: what json.dumps writes)."""
+    if value is True or value is False:
+        return "true" if value else "false"
+    text = repr(float(value))
+    if "e" in text and "." not in text:
+        text = repr(_number(value))
+    return text
 
 
 def _number(value):
