@@ -17,7 +17,7 @@ from tests.terminal_session import Session, base_env
 LATER = ["Diagnosis", "Number of lesions", "Sites", "Vertebral fracture", "Symmetric",
          "Latest imaging", "Pain", "Swelling", "Functional impairment", "Active lesions on MRI",
          "New lesions", "CRP", "ESR", "Blood count normal", "Associated features", "Red flags",
-         "Biopsy", "HLA-B27"]
+         "Biopsy", "HLA-B27", "Jansson clinical score"]
 
 
 @pytest.fixture

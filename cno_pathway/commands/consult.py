@@ -18,7 +18,7 @@ from .common import (FORMATS, formulary_option, load_pathway, output_option, pic
 
 _FLAG_NAMES = ("id", "age", "sex", "weight", "onset_age", "diagnosis", "lesions", "site",
                "vertebral_fracture", "symmetric", "imaging", "activity", "crp", "esr",
-               "cbc_normal", "feature", "red_flag", "biopsy", "hla_b27", "tried")
+               "cbc_normal", "feature", "red_flag", "biopsy", "hla_b27", "jansson", "tried")
 # the flags the patient route cannot do without -> the vocabulary list of their values (or None)
 REQUIRED_FLAGS = {"age": None, "diagnosis": "diagnoses", "lesions": None}
 _REQUIRED = " [required with flags]"
@@ -47,6 +47,8 @@ _REQUIRED = " [required with flags]"
 @click.option("--red-flag", multiple=True, help="Red flag for infection or malignancy (repeat).")
 @click.option("--biopsy", help="none, inflammatory, infection, malignancy, nondiagnostic.")
 @click.option("--hla-b27", help="positive, negative or unknown.")
+@click.option("--jansson", type=int, metavar="0-63",
+              help="Jansson clinical score (0-63), if it was scored.")
 @click.option("--tried", multiple=True, metavar="DRUG:DURATION:RESPONSE[:ongoing][:EVENTS]",
               help=f"A treatment tried, oldest first (repeat), e.g. naproxen:4:none or "
                    f"prednisolone:10d:relapse. DURATION: {DURATIONS}.")

@@ -391,6 +391,8 @@ class Pathway:
         lines = [SummaryLine("Patient", ", ".join(who)),
                  SummaryLine("Diagnosis", self._label("diagnoses", profile.diagnosis)),
                  SummaryLine("Lesions", "; ".join(lesion))]
+        if profile.jansson_score is not None:
+            lines.insert(2, SummaryLine("Jansson score", f"{profile.jansson_score} of 63"))
         act = profile.activity
         words = {name: FACT_SCHEMA[f"activity.{name}"].description if f"activity.{name}" in FACT_SCHEMA
                  else name.replace("_", " ") for name in act.model_dump()}

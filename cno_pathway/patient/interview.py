@@ -184,6 +184,8 @@ class _Interview:
             Question("biopsy", "Biopsy", f"Biopsy ({listed('biopsy')})", word("biopsy"), "none"),
             Question("hla_b27", "HLA-B27", "HLA-B27 (positive/negative/unknown)", word("hla_b27"),
                      "unknown"),
+            Question("jansson_score", "Jansson score",
+                     "Jansson clinical score, 0-63 (blank if not scored)", _optional(_whole)),
         ]
         return questions
 
