@@ -224,3 +224,30 @@ def test_markdown_escapes_what_it_embeds(pathway):
     out = whatif.render_what_if(whatif.what_if(pathway, hostile, ["weight=70"]), "markdown")
     assert out.splitlines()[0] == r"# What if: \<script\>x\</script\> \| \`y\` \[z\](javascript:a)"
     assert "<script>" not in out
+
+
+# -- short courses in days or weeks (issue 15 point 4) --------------------------------------------
+
+def test_short_courses_read_in_days_or_weeks_in_the_consult(fixture_pathway, make_profile):
+    profile = make_profile(treatments=[
+        {"drug": "naproxen", "months": 6, "response": "none"},
+        {"drug": "prednisolone", "months": 0.46, "response": "relapse"},
+        {"drug": "prednisolone", "months": 0.3, "response": "relapse"},
+        {"drug": "naproxen", "months": 1, "response": "partial", "ongoing": True}])
+    lines = fixture_pathway.consult(profile).treatments
+    assert [line.split(":")[0] for line in lines] == [
+        "naproxen, 6 months", "prednisolone, 2 weeks", "prednisolone, 9 days", "naproxen, 1 month"]
+
+
+def test_what_if_shows_a_changed_course_length_in_words(runner, examples_dir):
+    for length in ("3w", "0.69"):  # with a unit, or a bare number of months
+        result = _consult(runner, examples_dir / "steroid-relapse.yaml",
+                          f"treatments[1].months={length}")
+        assert result.exit_code == 0, result.output
+        assert "treatments[1].months 9 days -> 3 weeks" in result.output
+    result = _consult(runner, examples_dir / "steroid-relapse.yaml", "treatments[1].months=3 fortnights")
+    assert result.exit_code == 2
+    assert "is not a duration" in result.output and "Traceback" not in result.output
+    result = _consult(runner, examples_dir / "steroid-relapse.yaml", "treatments[1].months=0.69",
+                      fmt="markdown")
+    assert "| 9 days | 3 weeks |" in result.output

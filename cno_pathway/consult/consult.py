@@ -24,6 +24,7 @@ from ..knowledge.regimens import ADULT_MESSAGES, dose_plan, population_problems
 from ..resources import rules_dir, seeds_dir
 from ..knowledge.rulebook import Rule, RuleBook, load_rulebook
 from .document import arrange
+from ..patient.durations import duration_words
 from ..wording import plain_number
 
 SCHEMA = "cno-pathway/consult/1"
@@ -423,9 +424,8 @@ class Pathway:
     def _treatments(self, profile: PatientProfile) -> list[str]:
         out = []
         for t in profile.treatments:
-            months = "month" if t.months == 1 else "months"
             response = self._label("responses", t.response).lower()
-            line = f"{t.drug.replace('_', ' ')}, {plain_number(t.months)} {months}: {response}"
+            line = f"{t.drug.replace('_', ' ')}, {duration_words(t.months)}: {response}"
             if t.ongoing:
                 line += ", ongoing"
             if t.adverse_events:

@@ -20,6 +20,7 @@ import jinja2
 import markupsafe
 
 from ..resources import templates_dir
+from ..patient.durations import duration_words
 from ..wording import plain_number
 
 _TEMPLATES = {"text": "consult.txt.j2", "markdown": "consult.md.j2", "html": "consult.html.j2"}
@@ -63,6 +64,7 @@ def environment(autoescape: bool) -> jinja2.Environment:
                              finalize=_no_controls if autoescape else None)
     env.filters["wrap"] = _wrap
     env.filters["number"] = plain_number
+    env.filters["duration"] = duration_words
     env.filters["span"] = _span
     env.filters["plain"] = _plain
     env.filters["md"] = _markdown
