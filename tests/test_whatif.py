@@ -94,7 +94,7 @@ def test_markdown(runner, examples_dir):
                       "vertebral-fracture=true", fmt="markdown")
     assert result.exit_code == 0, result.output
     assert "| change | before | after | rule |" in result.output
-    assert re.search(r"^\| \*\*new\*\* \|  \| consider pamidronate \(C\) \|", result.output, re.M)
+    assert re.search(r"^\| \*\*new\*\* \|  \| consider pamidronate \(C\)<br>[^|]+ \|", result.output, re.M)
 
 
 def test_without_what_if_the_consult_is_unchanged(runner, examples_dir):
@@ -191,8 +191,9 @@ def test_a_weight_change_shows_the_dose_change(runner, examples_dir):
     assert re.search(r"~ changed recommend naproxen: .*CNO-FL-NAPROXEN\) dose daily: 320-480 mg per day "
                      r"-> daily: 700-1050 mg per day", flat), out
     md = _consult(runner, case, "weight=70", fmt="markdown").output
-    assert re.search(r"^\| \*\*changed\*\* \| recommend naproxen \(C\)<br>dose daily: 320-480 mg per day "
-                     r"\| recommend naproxen \(C\)<br>dose daily: 700-1050 mg per day \|", md, re.M), md
+    assert re.search(r"^\| \*\*changed\*\* \| recommend naproxen \(C\)<br>[^|<]+<br>dose daily: 320-480 mg "
+                     r"per day \| recommend naproxen \(C\)<br>[^|<]+<br>dose daily: 700-1050 mg per day \|",
+                     md, re.M), md
     data = json.loads(_consult(runner, case, "weight=70", fmt="json").output)
     naproxen = next(c for c in data["changes"]["suggestions"] if c["rule"] == "CNO-FL-NAPROXEN")
     assert naproxen["status"] == "changed" and naproxen["changed"] == ["dose"]
@@ -251,3 +252,43 @@ def test_what_if_shows_a_changed_course_length_in_words(runner, examples_dir):
     result = _consult(runner, examples_dir / "steroid-relapse.yaml", "treatments[1].months=0.69",
                       fmt="markdown")
     assert "| 9 days | 3 weeks |" in result.output
+
+
+# -- rows with one therapy read apart -------------------------------------------------------------
+
+def _table_rows(text: str) -> list[str]:
+    """The side-by-side table's rows, each with the title line under it joined on."""
+    lines = text.split("  ------------------------------------  ")[1].split("\n\n")[0].splitlines()[1:]
+    rows: list[str] = []
+    for line in lines:
+        if line[:1] in "+-~ " and not line.startswith("    "):
+            rows.append(line)
+        else:
+            rows[-1] += "\n" + line
+    return rows
+
+
+def test_rows_of_one_therapy_from_different_rules_are_distinguishable(runner, examples_dir):
+    case = examples_dir / "nsaid-too-short.yaml"
+    result = _consult(runner, case, "treatments[0].response=partial")
+    assert result.exit_code == 0, result.output
+    rows = _table_rows(result.output)
+    review = [r for r in rows if "MONITOR Clinical review (C)" in r]
+    assert len(review) >= 3                          # three monitoring rules, one therapy
+    assert len(set(review)) == len(review)           # ... each row reads differently
+    assert any("Review at 3, 6, 12" in r for r in review)
+    assert any("Judge the NSAID response" in r for r in review)
+    result = _consult(runner, case, "treatments[0].response=partial", fmt="markdown")
+    cells = [line.split(" | ")[1] for line in result.output.splitlines()
+             if "monitor Clinical review (C)" in line]
+    assert len(cells) >= 3 and len(set(cells)) == len(cells)
+    assert all("<br>" in cell for cell in cells)
+
+
+def test_a_row_without_a_therapy_has_no_second_line(runner, examples_dir):
+    result = _consult(runner, examples_dir / "red-flags.yaml", "red_flags=[]")
+    assert result.exit_code == 0, result.output
+    for row in _table_rows(result.output):
+        first, *under = row.splitlines()
+        for line in under:   # the title under a therapy, never the title again
+            assert line.strip().rstrip("…") not in first
