@@ -292,3 +292,16 @@ def test_a_row_without_a_therapy_has_no_second_line(runner, examples_dir):
         first, *under = row.splitlines()
         for line in under:   # the title under a therapy, never the title again
             assert line.strip().rstrip("…") not in first
+
+
+def test_an_edited_treatment_list_shows_each_course_with_its_length(runner, examples_dir):
+    result = _consult(runner, examples_dir / "steroid-relapse.yaml", "tried+=etanercept:3w:none")
+    assert result.exit_code == 0, result.output
+    flat = " ".join(result.output.split())
+    assert ("treatments naproxen 6 months (response relapse), prednisolone 9 days (response "
+            "relapse) -> naproxen 6 months (response relapse), prednisolone 9 days (response "
+            "relapse), etanercept 3 weeks (response none)") in flat
+    md = _consult(runner, examples_dir / "steroid-relapse.yaml", "tried+=etanercept:3w:none",
+                  fmt="markdown").output
+    assert "| etanercept 3 weeks (response none) |" not in md   # the whole list in one cell
+    assert "prednisolone 9 days (response relapse), etanercept 3 weeks (response none) |" in md
