@@ -76,3 +76,13 @@ def test_a_consult_does_not_read_the_vocabulary_for_help(fresh_help, fixture_env
     result = CliRunner().invoke(main, ["consult", "--help"])
     assert common._help_vocabulary.cache_info().misses == 1
     assert "Diagnosis, one of: " in result.output
+
+
+def test_help_lists_the_activity_names_the_flag_takes():
+    from cno_pathway.patient.profile import Activity
+
+    option = next(p for p in consult.params if "--activity" in p.opts)
+    with click.Context(consult) as ctx:
+        text = option.get_help_record(ctx)[1]
+    listed = re.search(r"NAME one of: ([a-z_, ]+);", text).group(1).split(", ")
+    assert listed == list(Activity.model_fields)

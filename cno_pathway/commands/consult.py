@@ -10,7 +10,8 @@ import click
 from ..consult.render import render_consult
 from ..errors import InputError, ProfileError
 from ..patient.durations import EXAMPLES as DURATIONS
-from ..patient.intake import InterviewStopped, interview, profile_data_from_flags, profile_from_file
+from ..patient.intake import (ACTIVITY, InterviewStopped, interview, profile_data_from_flags,
+                              profile_from_file)
 from ..patient.profile import validate_profile
 from ..terminal import clean
 from .common import (FORMATS, VocabularyOption, formulary_option, load_pathway, output_option, pick_format,
@@ -42,7 +43,8 @@ _REQUIRED = " [required with flags]"
 @click.option("--imaging", cls=VocabularyOption,
               help=lambda v: f"Latest imaging, one of: {v('imaging')}.")
 @click.option("--activity", multiple=True, metavar="NAME[=yes|no]",
-              help="Disease activity, e.g. --activity pain --activity swelling=no.")
+              help=f"Disease activity (repeat), NAME one of: {', '.join(ACTIVITY)}; e.g. "
+                   f"--activity pain --activity swelling=no.")
 @click.option("--crp", type=float, help="CRP in mg/L.")
 @click.option("--esr", type=float, help="ESR in mm/h.")
 @click.option("--cbc-normal/--cbc-abnormal", default=None, help="Blood count normal or not.")
