@@ -181,7 +181,8 @@ def test_the_interview_gives_the_same_profile(file_profile, vocab):
     assert "Your answers:" in review
     assert "Age at onset" in review and "10.5" in review
     assert "Jansson score" in review and "35" in review
-    assert "naproxen 4 months none; methotrexate 3 months partial (gastrointestinal, ongoing)" in review
+    assert ("naproxen, 4 months: no response; methotrexate, 3 months: partial response, ongoing "
+            "(adverse events: gastrointestinal)") in review  # in the consult's words
 
 
 def test_the_same_facts_by_any_route(file_profile, vocab):

@@ -60,7 +60,7 @@ def test_an_answer_that_contradicts_an_earlier_one_is_asked_again_at_once(tmp_pa
     session.answer("Add a treatment", "")
     review = session.expect("Change an answer")
     assert "Your answers:" in review
-    assert "Age at onset" in review and "naproxen 3 weeks none" in review
+    assert "Age at onset" in review and "naproxen, 3 weeks: no response" in review
     # lower the age below the onset: the onset is asked again, with the reason
     session.send("2\r")
     session.answer("Age in years", "9")
