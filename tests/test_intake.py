@@ -34,6 +34,7 @@ features: [arthritis]
 red_flags: [fever]
 biopsy: inflammatory
 hla_b27: negative
+jansson_score: 35
 treatments:
   - {drug: naproxen, months: 4, response: none}
   - {drug: methotrexate, months: 3, response: partial, adverse_events: [gastrointestinal], ongoing: true}
@@ -44,14 +45,14 @@ FLAGS = {"id": "same-patient", "age": 12.0, "sex": "female", "weight": 38.0, "on
          "symmetric": True, "imaging": "whole_body_mri", "activity": ("pain", "swelling=no"),
          "crp": 16.0, "esr": 30.0, "cbc_normal": True, "feature": ("arthritis",),
          "red_flag": ("fever",), "biopsy": "inflammatory", "hla_b27": "negative",
-         "tried": ("naproxen:4:none", "methotrexate:3:partial:ongoing:gastrointestinal")}
+         "jansson": 35, "tried": ("naproxen:4:none", "methotrexate:3:partial:ongoing:gastrointestinal")}
 
 CLI_FLAGS = ["--id", "same-patient", "--age", "12", "--sex", "female", "--weight", "38",
              "--onset-age", "10.5", "--diagnosis", "cno", "--lesions", "6", "--site", "vertebra",
              "--site", "tibia", "--vertebral-fracture", "--symmetric", "--imaging", "whole_body_mri",
              "--activity", "pain", "--activity", "swelling=no", "--crp", "16", "--esr", "30",
              "--cbc-normal", "--feature", "arthritis", "--red-flag", "fever", "--biopsy",
-             "inflammatory", "--hla-b27", "negative", "--tried", "naproxen:4:none",
+             "inflammatory", "--hla-b27", "negative", "--jansson", "35", "--tried", "naproxen:4:none",
              "--tried", "methotrexate:3:partial:ongoing:gastrointestinal"]
 
 # (prompt starts with, answers: wrong ones first, each re-asked until one is accepted)
@@ -79,6 +80,7 @@ ANSWERS = [
     ("Red flags", ["fever"]),
     ("Biopsy", ["inflammatory"]),
     ("HLA-B27", ["negative"]),
+    ("Jansson clinical score", ["64", "35.5", "35"]),
     ("Add a treatment", ["yes"]),
     ("  Drug or class", ["naproxen"]),
     ("  How long", ["4"]),
@@ -164,7 +166,9 @@ def test_the_interview_gives_the_same_profile(file_profile, vocab):
     def reasons(prefix):
         return [reason for text, reason in script.refused if text.startswith(prefix)]
 
-    assert len(script.refused) == 7
+    assert len(script.refused) == 9
+    assert "less than or equal to 63" in reasons("Jansson")[0]  # the profile's own range
+    assert reasons("Jansson")[1] == "a number, please (a whole number like 3)"
     assert reasons("Age in years")[0] == "a number, please (like 12 or 12.5)"
     assert "greater than 0" in reasons("Age in years")[1]  # the profile's own check
     assert "unknown sex 'F'" in reasons("Sex")[0]
@@ -176,7 +180,9 @@ def test_the_interview_gives_the_same_profile(file_profile, vocab):
     review = "\n".join(script.said[2:])  # every answer shown before the consult runs
     assert "Your answers:" in review
     assert "Age at onset" in review and "10.5" in review
-    assert "naproxen 4 months none; methotrexate 3 months partial (gastrointestinal, ongoing)" in review
+    assert "Jansson score" in review and "35" in review
+    assert ("naproxen, 4 months: no response; methotrexate, 3 months: partial response, ongoing "
+            "(adverse events: gastrointestinal)") in review  # in the consult's words
 
 
 def test_the_same_facts_by_any_route(file_profile, vocab):
@@ -356,7 +362,7 @@ def test_a_teaching_case_file_is_read_through_its_profile(tmp_path, vocab):
     with pytest.raises(ProfileError) as caught:
         profile_from_file(case, vocab)
     assert caught.value.field == "treatments[1].response"
-    assert caught.value.line == 26  # the line in the case file, not in the profile part
+    assert caught.value.line == 27  # the line in the case file, not in the profile part
 
 
 def test_json_file_route(tmp_path, vocab, file_profile):
@@ -380,7 +386,7 @@ def test_an_onset_after_the_current_age_is_refused_at_once(vocab):
     data = interview(vocab, script.ask, script.confirm, script.say)
     assert script.answers == []
     refused = [reason for text, reason in script.refused if text.startswith("Age at onset")]
-    assert refused == ["onset at 14.0 is after the current age 12.0"]
+    assert refused == ["onset at 14 is after the current age 12"]  # numbers as written
     assert data["age_at_onset_years"] == 10.5
 
 
@@ -425,6 +431,31 @@ def test_stopping_at_the_review_hands_back_the_answers(vocab):
     with pytest.raises(InterviewStopped) as stopped:
         interview(vocab, script.ask, script.confirm, script.say)
     assert validate_profile(stopped.value.data, vocab).id == "same-patient"
+
+
+def test_the_jansson_score_can_be_skipped(vocab):
+    script = Script(_answers(**{"Jansson clinical score": [""]}))
+    data = interview(vocab, script.ask, script.confirm, script.say)
+    assert "jansson_score" not in data
+    assert validate_profile(data, vocab).jansson_score is None
+    assert any("Jansson score" in line and line.rstrip().endswith("-") for line in script.said)
+
+
+def test_the_consult_summary_shows_the_jansson_score(tmp_path, fixture_env):
+    result = CliRunner().invoke(main, ["consult", *CLI_FLAGS, "-f", "text"])
+    assert result.exit_code == 0, result.output
+    assert "Jansson score: 35 of 63" in result.stdout
+    without = [a for a in CLI_FLAGS if a not in ("--jansson", "35")]
+    result = CliRunner().invoke(main, ["consult", *without, "-f", "text"])
+    assert result.exit_code == 0, result.output
+    assert "Jansson" not in result.stdout  # not scored: no line
+
+
+def test_the_jansson_flag_is_checked_by_the_profile(fixture_env):
+    result = CliRunner().invoke(main, ["consult", "--age", "10", "--lesions", "1",
+                                       "--diagnosis", "cno", "--jansson", "64"])
+    assert result.exit_code == 2
+    assert "jansson_score" in result.stderr and "Traceback" not in result.output
 
 
 def test_durations_with_units_in_the_interview(vocab):

@@ -17,7 +17,7 @@ from tests.terminal_session import Session, base_env
 LATER = ["Diagnosis", "Number of lesions", "Sites", "Vertebral fracture", "Symmetric",
          "Latest imaging", "Pain", "Swelling", "Functional impairment", "Active lesions on MRI",
          "New lesions", "CRP", "ESR", "Blood count normal", "Associated features", "Red flags",
-         "Biopsy", "HLA-B27"]
+         "Biopsy", "HLA-B27", "Jansson clinical score"]
 
 
 @pytest.fixture
@@ -60,7 +60,7 @@ def test_an_answer_that_contradicts_an_earlier_one_is_asked_again_at_once(tmp_pa
     session.answer("Add a treatment", "")
     review = session.expect("Change an answer")
     assert "Your answers:" in review
-    assert "Age at onset" in review and "naproxen 3 weeks none" in review
+    assert "Age at onset" in review and "naproxen, 3 weeks: no response" in review
     # lower the age below the onset: the onset is asked again, with the reason
     session.send("2\r")
     session.answer("Age in years", "9")

@@ -318,3 +318,23 @@ def test_validation_does_not_change_the_input(vocab):
     before = copy.deepcopy(data)
     validate_profile(data, vocab)
     assert data == before
+
+
+# -- numbers in messages read as written (12, not 12.0) -------------------------------------------
+
+@pytest.mark.parametrize("age, onset, words", [
+    (12, 14, "onset at 14 is after the current age 12"),
+    (9.5, 10.5, "onset at 10.5 is after the current age 9.5"),
+])
+def test_a_contradiction_shows_numbers_as_written(vocab, profile_data, age, onset, words):
+    with pytest.raises(ProfileError) as caught:
+        validate_profile(profile_data(age_years=age, age_at_onset_years=onset), vocab)
+    assert caught.value.field == "age_at_onset_years"
+    assert words in caught.value.message
+
+
+@pytest.mark.parametrize("age, got", [(0.0, "(got 0)"), (150.5, "(got 150.5)"), ("old", "(got 'old')")])
+def test_a_value_out_of_range_is_quoted_as_written(vocab, profile_data, age, got):
+    with pytest.raises(ProfileError) as caught:
+        validate_profile(profile_data(age_years=age), vocab)
+    assert caught.value.message.endswith(got), caught.value.message

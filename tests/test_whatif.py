@@ -94,7 +94,7 @@ def test_markdown(runner, examples_dir):
                       "vertebral-fracture=true", fmt="markdown")
     assert result.exit_code == 0, result.output
     assert "| change | before | after | rule |" in result.output
-    assert re.search(r"^\| \*\*new\*\* \|  \| consider pamidronate \(C\) \|", result.output, re.M)
+    assert re.search(r"^\| \*\*new\*\* \|  \| consider pamidronate \(C\)<br>[^|]+ \|", result.output, re.M)
 
 
 def test_without_what_if_the_consult_is_unchanged(runner, examples_dir):
@@ -191,8 +191,9 @@ def test_a_weight_change_shows_the_dose_change(runner, examples_dir):
     assert re.search(r"~ changed recommend naproxen: .*CNO-FL-NAPROXEN\) dose daily: 320-480 mg per day "
                      r"-> daily: 700-1050 mg per day", flat), out
     md = _consult(runner, case, "weight=70", fmt="markdown").output
-    assert re.search(r"^\| \*\*changed\*\* \| recommend naproxen \(C\)<br>dose daily: 320-480 mg per day "
-                     r"\| recommend naproxen \(C\)<br>dose daily: 700-1050 mg per day \|", md, re.M), md
+    assert re.search(r"^\| \*\*changed\*\* \| recommend naproxen \(C\)<br>[^|<]+<br>dose daily: 320-480 mg "
+                     r"per day \| recommend naproxen \(C\)<br>[^|<]+<br>dose daily: 700-1050 mg per day \|",
+                     md, re.M), md
     data = json.loads(_consult(runner, case, "weight=70", fmt="json").output)
     naproxen = next(c for c in data["changes"]["suggestions"] if c["rule"] == "CNO-FL-NAPROXEN")
     assert naproxen["status"] == "changed" and naproxen["changed"] == ["dose"]
@@ -224,3 +225,83 @@ def test_markdown_escapes_what_it_embeds(pathway):
     out = whatif.render_what_if(whatif.what_if(pathway, hostile, ["weight=70"]), "markdown")
     assert out.splitlines()[0] == r"# What if: \<script\>x\</script\> \| \`y\` \[z\](javascript:a)"
     assert "<script>" not in out
+
+
+# -- short courses in days or weeks (issue 15 point 4) --------------------------------------------
+
+def test_short_courses_read_in_days_or_weeks_in_the_consult(fixture_pathway, make_profile):
+    profile = make_profile(treatments=[
+        {"drug": "naproxen", "months": 6, "response": "none"},
+        {"drug": "prednisolone", "months": 0.46, "response": "relapse"},
+        {"drug": "prednisolone", "months": 0.3, "response": "relapse"},
+        {"drug": "naproxen", "months": 1, "response": "partial", "ongoing": True}])
+    lines = fixture_pathway.consult(profile).treatments
+    assert [line.split(":")[0] for line in lines] == [
+        "naproxen, 6 months", "prednisolone, 2 weeks", "prednisolone, 9 days", "naproxen, 1 month"]
+
+
+def test_what_if_shows_a_changed_course_length_in_words(runner, examples_dir):
+    for length in ("3w", "0.69"):  # with a unit, or a bare number of months
+        result = _consult(runner, examples_dir / "steroid-relapse.yaml",
+                          f"treatments[1].months={length}")
+        assert result.exit_code == 0, result.output
+        assert "treatments[1].months 9 days -> 3 weeks" in result.output
+    result = _consult(runner, examples_dir / "steroid-relapse.yaml", "treatments[1].months=3 fortnights")
+    assert result.exit_code == 2
+    assert "is not a duration" in result.output and "Traceback" not in result.output
+    result = _consult(runner, examples_dir / "steroid-relapse.yaml", "treatments[1].months=0.69",
+                      fmt="markdown")
+    assert "| 9 days | 3 weeks |" in result.output
+
+
+# -- rows with one therapy read apart -------------------------------------------------------------
+
+def _table_rows(text: str) -> list[str]:
+    """The side-by-side table's rows, each with the title line under it joined on."""
+    lines = text.split("  ------------------------------------  ")[1].split("\n\n")[0].splitlines()[1:]
+    rows: list[str] = []
+    for line in lines:
+        if line[:1] in "+-~ " and not line.startswith("    "):
+            rows.append(line)
+        else:
+            rows[-1] += "\n" + line
+    return rows
+
+
+def test_rows_of_one_therapy_from_different_rules_are_distinguishable(runner, examples_dir):
+    case = examples_dir / "nsaid-too-short.yaml"
+    result = _consult(runner, case, "treatments[0].response=partial")
+    assert result.exit_code == 0, result.output
+    rows = _table_rows(result.output)
+    review = [r for r in rows if "MONITOR Clinical review (C)" in r]
+    assert len(review) >= 3                          # three monitoring rules, one therapy
+    assert len(set(review)) == len(review)           # ... each row reads differently
+    assert any("Review at 3, 6, 12" in r for r in review)
+    assert any("Judge the NSAID response" in r for r in review)
+    result = _consult(runner, case, "treatments[0].response=partial", fmt="markdown")
+    cells = [line.split(" | ")[1] for line in result.output.splitlines()
+             if "monitor Clinical review (C)" in line]
+    assert len(cells) >= 3 and len(set(cells)) == len(cells)
+    assert all("<br>" in cell for cell in cells)
+
+
+def test_a_row_without_a_therapy_has_no_second_line(runner, examples_dir):
+    result = _consult(runner, examples_dir / "red-flags.yaml", "red_flags=[]")
+    assert result.exit_code == 0, result.output
+    for row in _table_rows(result.output):
+        first, *under = row.splitlines()
+        for line in under:   # the title under a therapy, never the title again
+            assert line.strip().rstrip("…") not in first
+
+
+def test_an_edited_treatment_list_shows_each_course_with_its_length(runner, examples_dir):
+    result = _consult(runner, examples_dir / "steroid-relapse.yaml", "tried+=etanercept:3w:none")
+    assert result.exit_code == 0, result.output
+    flat = " ".join(result.output.split())
+    assert ("treatments naproxen 6 months (response relapse), prednisolone 9 days (response "
+            "relapse) -> naproxen 6 months (response relapse), prednisolone 9 days (response "
+            "relapse), etanercept 3 weeks (response none)") in flat
+    md = _consult(runner, examples_dir / "steroid-relapse.yaml", "tried+=etanercept:3w:none",
+                  fmt="markdown").output
+    assert "| etanercept 3 weeks (response none) |" not in md   # the whole list in one cell
+    assert "prednisolone 9 days (response relapse), etanercept 3 weeks (response none) |" in md

@@ -35,6 +35,38 @@ class Group(click.Group):
             raise
 
 
+class VocabularyOption(click.Option):
+    """An option whose help lists its allowed values from the rule base's vocabulary, so help and
+    the error for a wrong value can never disagree. `help` is a function of a lister
+    (kind -> 'a, b, c'); the vocabulary is read only when help is shown, never for a consult."""
+
+    def __init__(self, *args, help, **kwargs):  # noqa: A002 (click's own name)
+        self.help_from = help
+        super().__init__(*args, help="", **kwargs)
+
+    def get_help_record(self, ctx):
+        self.help = self.help_from(_listed)
+        return super().get_help_record(ctx)
+
+
+@functools.lru_cache(maxsize=1)
+def _help_vocabulary():
+    """The vocabulary of the rule base a consult would use (CNO_PATHWAY_RULES, else the built-in
+    one); the built-in one if that folder cannot be read: help must always show."""
+    from ..errors import InputError
+    from ..knowledge.vocabulary import load_vocabulary
+    from ..resources import builtin_rules_dir, rules_dir
+
+    try:
+        return load_vocabulary(rules_dir())
+    except (InputError, OSError):
+        return load_vocabulary(builtin_rules_dir())
+
+
+def _listed(kind: str) -> str:
+    return ", ".join(_help_vocabulary().values(kind))
+
+
 def rules_option(func):
     """--rules DIR (or CNO_PATHWAY_RULES): another rule folder, for rule authors."""
     return click.option("--rules", "rules_dir", type=click.Path(file_okay=False, path_type=Path),

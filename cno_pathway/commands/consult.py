@@ -10,15 +10,16 @@ import click
 from ..consult.render import render_consult
 from ..errors import InputError, ProfileError
 from ..patient.durations import EXAMPLES as DURATIONS
-from ..patient.intake import InterviewStopped, interview, profile_data_from_flags, profile_from_file
+from ..patient.intake import (ACTIVITY, InterviewStopped, interview, profile_data_from_flags,
+                              profile_from_file)
 from ..patient.profile import validate_profile
 from ..terminal import clean
-from .common import (FORMATS, formulary_option, load_pathway, output_option, pick_format,
+from .common import (FORMATS, VocabularyOption, formulary_option, load_pathway, output_option, pick_format,
                      rules_option, terminal_options, use_colour, write_output)
 
 _FLAG_NAMES = ("id", "age", "sex", "weight", "onset_age", "diagnosis", "lesions", "site",
                "vertebral_fracture", "symmetric", "imaging", "activity", "crp", "esr",
-               "cbc_normal", "feature", "red_flag", "biopsy", "hla_b27", "tried")
+               "cbc_normal", "feature", "red_flag", "biopsy", "hla_b27", "jansson", "tried")
 # the flags the patient route cannot do without -> the vocabulary list of their values (or None)
 REQUIRED_FLAGS = {"age": None, "diagnosis": "diagnoses", "lesions": None}
 _REQUIRED = " [required with flags]"
@@ -28,28 +29,41 @@ _REQUIRED = " [required with flags]"
 @click.argument("profile", required=False)
 @click.option("--id", "id", help="Profile label, echoed in the output.")
 @click.option("--age", type=float, help="Age in years." + _REQUIRED)
-@click.option("--sex", help="female, male or other.")
+@click.option("--sex", cls=VocabularyOption, help=lambda v: f"Sex, one of: {v('sexes')}.")
 @click.option("--weight", type=float, help="Weight in kg (absolute doses only when given).")
 @click.option("--onset-age", type=float, help="Age at onset in years.")
-@click.option("--diagnosis", help="cno, crmo, sapho or suspected." + _REQUIRED)
+@click.option("--diagnosis", cls=VocabularyOption,
+              help=lambda v: f"Diagnosis, one of: {v('diagnoses')}." + _REQUIRED)
 @click.option("--lesions", type=int, help="Number of lesions on the latest imaging." + _REQUIRED)
-@click.option("--site", multiple=True, help="A lesion site (repeat for each).")
+@click.option("--site", multiple=True, cls=VocabularyOption,
+              help=lambda v: f"A lesion site (repeat for each), one of: {v('sites')}.")
 @click.option("--vertebral-fracture/--no-vertebral-fracture", default=None,
               help="Vertebral fracture or structural damage.")
 @click.option("--symmetric/--asymmetric", default=None, help="Symmetric lesions.")
-@click.option("--imaging", help="whole_body_mri, regional_mri, bone_scintigraphy, radiograph, none.")
+@click.option("--imaging", cls=VocabularyOption,
+              help=lambda v: f"Latest imaging, one of: {v('imaging')}.")
 @click.option("--activity", multiple=True, metavar="NAME[=yes|no]",
-              help="Disease activity, e.g. --activity pain --activity swelling=no.")
+              help=f"Disease activity (repeat), NAME one of: {', '.join(ACTIVITY)}; e.g. "
+                   f"--activity pain --activity swelling=no.")
 @click.option("--crp", type=float, help="CRP in mg/L.")
 @click.option("--esr", type=float, help="ESR in mm/h.")
 @click.option("--cbc-normal/--cbc-abnormal", default=None, help="Blood count normal or not.")
-@click.option("--feature", multiple=True, help="Associated feature (repeat).")
-@click.option("--red-flag", multiple=True, help="Red flag for infection or malignancy (repeat).")
-@click.option("--biopsy", help="none, inflammatory, infection, malignancy, nondiagnostic.")
-@click.option("--hla-b27", help="positive, negative or unknown.")
+@click.option("--feature", multiple=True, cls=VocabularyOption,
+              help=lambda v: f"Associated feature (repeat), one of: {v('features')}.")
+@click.option("--red-flag", multiple=True, cls=VocabularyOption,
+              help=lambda v: f"Red flag for infection or malignancy (repeat), one of: "
+                             f"{v('red_flags')}.")
+@click.option("--biopsy", cls=VocabularyOption,
+              help=lambda v: f"Biopsy result, one of: {v('biopsy')}.")
+@click.option("--hla-b27", cls=VocabularyOption, help=lambda v: f"HLA-B27, one of: {v('hla_b27')}.")
+@click.option("--jansson", type=int, metavar="0-63",
+              help="Jansson clinical score (0-63), if it was scored.")
 @click.option("--tried", multiple=True, metavar="DRUG:DURATION:RESPONSE[:ongoing][:EVENTS]",
-              help=f"A treatment tried, oldest first (repeat), e.g. naproxen:4:none or "
-                   f"prednisolone:10d:relapse. DURATION: {DURATIONS}.")
+              cls=VocabularyOption,
+              help=lambda v: f"A treatment tried, oldest first (repeat), e.g. naproxen:4:none or "
+                             f"prednisolone:10d:relapse. DURATION: {DURATIONS}. RESPONSE: "
+                             f"{v('responses')}. EVENTS, separated by commas: "
+                             f"{v('adverse_events')}. DRUG, a drug or class: {v('drugs')}.")
 @click.option("-i", "--interactive", is_flag=True,
               help="Ask for each field on the terminal, check each answer at once, and review "
                    "them all before the consult.")

@@ -24,6 +24,7 @@ from ..knowledge.regimens import ADULT_MESSAGES, dose_plan, population_problems
 from ..resources import rules_dir, seeds_dir
 from ..knowledge.rulebook import Rule, RuleBook, fill, load_rulebook
 from .document import arrange
+from ..patient.durations import duration_words
 from ..wording import plain_number
 
 SCHEMA = "cno-pathway/consult/1"
@@ -394,6 +395,8 @@ class Pathway:
         lines = [SummaryLine("Patient", ", ".join(who)),
                  SummaryLine("Diagnosis", self._label("diagnoses", profile.diagnosis)),
                  SummaryLine("Lesions", "; ".join(lesion))]
+        if profile.jansson_score is not None:
+            lines.insert(2, SummaryLine("Jansson score", f"{profile.jansson_score} of 63"))
         act = profile.activity
         words = {name: FACT_SCHEMA[f"activity.{name}"].description if f"activity.{name}" in FACT_SCHEMA
                  else name.replace("_", " ") for name in act.model_dump()}
@@ -424,9 +427,8 @@ class Pathway:
     def _treatments(self, profile: PatientProfile) -> list[str]:
         out = []
         for t in profile.treatments:
-            months = "month" if t.months == 1 else "months"
             response = self._label("responses", t.response).lower()
-            line = f"{t.drug.replace('_', ' ')}, {plain_number(t.months)} {months}: {response}"
+            line = f"{t.drug.replace('_', ' ')}, {duration_words(t.months)}: {response}"
             if t.ongoing:
                 line += ", ongoing"
             if t.adverse_events:

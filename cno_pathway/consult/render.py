@@ -20,6 +20,7 @@ import jinja2
 import markupsafe
 
 from ..resources import templates_dir
+from ..patient.durations import duration_words
 from ..wording import plain_number
 
 _TEMPLATES = {"text": "consult.txt.j2", "markdown": "consult.md.j2", "html": "consult.html.j2"}
@@ -48,6 +49,7 @@ def environment(autoescape: bool) -> jinja2.Environment:
     # No bytecode cache: it would load marshal data from a folder others may write (issue 14).
     env.filters["wrap"] = _wrap
     env.filters["number"] = plain_number
+    env.filters["duration"] = duration_words
     env.filters["span"] = _span
     env.filters["plain"] = _plain
     env.filters["md"] = _markdown

@@ -33,11 +33,13 @@ def parse_duration(text: str) -> float:
 def duration_words(months: float) -> str:
     """Months in the unit a person would use: '10 days', '3 weeks', '4 months'."""
     days = months * DAYS_PER_MONTH
-    if months < 1 and round(days) < 28:
-        if round(days) % 7 == 0 and days >= 7:
-            weeks = round(days / 7)
-            return f"{weeks} week{'s' if weeks != 1 else ''}"
+    if months < 1:  # under a month: never "0.9 months"
         whole = round(days)
+        if whole == 0 and months > 0:
+            return "under 1 day"
+        if whole % 7 == 0 and whole >= 7:
+            weeks = whole // 7
+            return f"{weeks} week{'s' if weeks != 1 else ''}"
         return f"{whole} day{'s' if whole != 1 else ''}"
     shown = f"{months:.1f}".rstrip("0").rstrip(".")
     return f"{shown} month{'s' if shown != '1' else ''}"

@@ -125,7 +125,7 @@ def profile_data_from_flags(flags: dict, vocabulary: Vocabulary) -> dict:
     data: dict = {}
     simple = {"id": "id", "age": "age_years", "sex": "sex", "weight": "weight_kg",
               "onset_age": "age_at_onset_years", "diagnosis": "diagnosis", "biopsy": "biopsy",
-              "hla_b27": "hla_b27"}
+              "hla_b27": "hla_b27", "jansson": "jansson_score"}
     for flag, name in simple.items():
         if flags.get(flag) is not None:
             data[name] = _flag_number(flags, flag) if flag in NUMBER_FLAGS else flags[flag]

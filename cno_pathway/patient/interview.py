@@ -184,6 +184,8 @@ class _Interview:
             Question("biopsy", "Biopsy", f"Biopsy ({listed('biopsy')})", word("biopsy"), "none"),
             Question("hla_b27", "HLA-B27", "HLA-B27 (positive/negative/unknown)", word("hla_b27"),
                      "unknown"),
+            Question("jansson_score", "Jansson score",
+                     "Jansson clinical score, 0-63 (blank if not scored)", _optional(_whole)),
         ]
         return questions
 
@@ -283,7 +285,8 @@ class _Interview:
         lines = ["", "Your answers:"]
         for number, q in enumerate(self.questions, start=1):
             lines.append(f"  {number:>2}  {q.label:<{width}}  {self.shown.get(q.key, '-')}")
-        treatments = "; ".join(_treatment_words(t) for t in self.data.get("treatments", [])) or "none"
+        treatments = "; ".join(_treatment_words(t, self.v)
+                               for t in self.data.get("treatments", [])) or "none"
         lines.append(f"  {len(self.questions) + 1:>2}  {'Treatments':<{width}}  {treatments}")
         return lines
 
@@ -353,10 +356,14 @@ def _shown(value, typed: str) -> str:
     return str(value)
 
 
-def _treatment_words(entry: dict) -> str:
-    words = f"{entry.get('drug')} {duration_words(entry.get('months', 0))} {entry.get('response')}"
-    extra = list(entry.get("adverse_events") or []) + (["ongoing"] if entry.get("ongoing") else [])
-    return words + (f" ({', '.join(extra)})" if extra else "")
+def _treatment_words(entry: dict, v: Vocabulary) -> str:
+    """One course as the consult lists it: 'naproxen, 3 weeks: no response, ongoing'."""
+    response = v.label("responses", entry.get("response", "")).lower()
+    words = f"{entry.get('drug')}, {duration_words(entry.get('months', 0))}: {response}"
+    if entry.get("ongoing"):
+        words += ", ongoing"
+    events = [v.label("adverse_events", e) for e in entry.get("adverse_events") or []]
+    return words + (f" (adverse events: {', '.join(events)})" if events else "")
 
 
 def interview(vocabulary: Vocabulary, ask: Ask, confirm: Callable[[str], bool],

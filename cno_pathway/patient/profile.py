@@ -17,6 +17,7 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationI
 
 from ..errors import ProfileError
 from ..knowledge.vocabulary import Vocabulary
+from ..wording import plain_number
 from ..yamlio import Document, bounded, field_name
 
 _STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
@@ -166,8 +167,9 @@ class PatientProfile(BaseModel):
             raise _Contradiction("lesions.vertebral_fracture",
                                  "a vertebral fracture needs 'vertebra' in lesions.sites")
         if self.age_at_onset_years is not None and self.age_at_onset_years > self.age_years:
-            raise _Contradiction("age_at_onset_years", f"onset at {self.age_at_onset_years} "
-                                 f"is after the current age {self.age_years}")
+            raise _Contradiction("age_at_onset_years",
+                                 f"onset at {plain_number(self.age_at_onset_years)} is after "
+                                 f"the current age {plain_number(self.age_years)}")
         ongoing = Counter(t.drug for t in self.treatments if t.ongoing)
         for index, treatment in enumerate(self.treatments):
             if treatment.ongoing and ongoing[treatment.drug] > 1:
@@ -268,4 +270,6 @@ def _plain(err: dict) -> str:
     value = err.get("input")
     if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
         return "must be a finite number (NaN and infinity are not values)"
-    return f"{msg} (got {bounded(value)})" if not isinstance(value, (dict, list)) else msg
+    if isinstance(value, (dict, list)):
+        return msg
+    return f"{msg} (got {plain_number(value) if isinstance(value, float) else bounded(value)})"

@@ -9,8 +9,8 @@ An edit is one of
     PATH-=VALUE    take from a list: features-=arthritis, treatments-=etanercept (every entry)
 
 PATH is a profile field, dotted for nested fields (`lesions.vertebral_fracture`,
-`treatments[0].months`). The names of the consult command's flags work as short aliases (see
-ALIASES): `vertebral_fracture`, `site`/`sites`, `lesions` (the count), `imaging`, `symmetric`,
+`treatments[0].months`, which also takes a unit: `treatments[0].months=3w`). The names of the
+consult command's flags work as short aliases (see ALIASES): `vertebral_fracture`, `site`/`sites`, `lesions` (the count), `imaging`, `symmetric`,
 `age`, `weight`, `onset_age`, `crp`, `esr`, `cbc_normal`, `feature`, `red_flag`, `tried`, and the
 activity names (`pain`, `swelling`, ...). VALUE is read as YAML (`true`, `12`, `[a, b]`, `null`
 to unset a field); a list field also takes comma-separated names. The edited profile is
@@ -32,6 +32,7 @@ from pydantic import BaseModel
 from .changes import Changes, compare
 from ..consult.consult import Consult, Pathway
 from ..errors import InputError, ProfileError
+from ..patient.durations import parse_duration
 from ..patient.intake import ACTIVITY, parse_tried
 from ..consult.render import render_template
 from ..patient.profile import PatientProfile, validate_profile
@@ -191,6 +192,11 @@ def parse_edit(text: str, vocabulary) -> Edit:
             value = [item.strip() for item in raw.split(",") if item.strip()]
         return Edit(text, path, op, value)
     value = _yaml_value(text, raw)
+    if path[-1] == "months" and isinstance(value, str):  # a course length with its unit: 3w
+        try:
+            value = parse_duration(value)
+        except ValueError as exc:
+            raise _fail(text, str(exc)) from None
     if is_list and isinstance(value, str):
         if treatments:
             value = [parse_tried(value, vocabulary, where=f"--what-if {text}")]
