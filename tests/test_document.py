@@ -377,3 +377,16 @@ def test_hostile_text_stays_text_in_the_what_if_and_demo_markdown(pathway, value
         return render_demo(walk, "markdown", pathway.vocabulary)
 
     assert _md_skeleton(demo_md(value)) == _md_skeleton(demo_md("benign"))
+
+
+def test_an_alert_that_only_informs_the_diagnosis_holds_nothing_back(pathway):
+    """A Jansson score of 39 or more supports the diagnosis: with no gate stage it is no urgent
+    first step of the plan, and no plan line says a title twice."""
+    profile = validate_profile(dict(NAIVE, jansson_score=41), pathway.vocabulary)
+    c = pathway.consult(profile)
+    assert "CNO-DX-JANSSON-PROBABLE" in {s.rule for s in c.suggestions}
+    assert not c.document.bottom_line.held_by
+    assert not any(i.action in ("first", "also") for i in c.document.bottom_line.items)
+    assert any(i.action == "start" for i in c.document.bottom_line.items)
+    for item in c.document.bottom_line.items:
+        assert not any(t in item.detail for t in item.therapies), item

@@ -239,12 +239,14 @@ def _bottom_line(consult, book) -> BottomLine:
         item.rules.append(s.rule)
         if s.alerts and label not in item.alerted:
             item.alerted.append(label)
-        if action in ("first", "also"):
+        if action in ("first", "also") and s.title != label:   # a title is not said twice
             item.detail = "; ".join(filter(None, [item.detail, s.title]))
 
     treats = [s for s in consult.suggestions if s.kind in THERAPY_KINDS and s.drug_class]
     for s in consult.suggestions:
-        is_gate = s.kind == "investigate" or (s.kind == "alert" and s.step == first)
+        # a work-up step, or a diagnostic alert while a gate stage holds treatment back; an
+        # alert that only informs the diagnosis (a Jansson score) holds nothing back
+        is_gate = s.kind == "investigate" or (s.kind == "alert" and s.step == first and bool(gates))
         if is_gate:
             s.urgent = not treats
             add("first" if not treats else "also", s, urgent=not treats)
