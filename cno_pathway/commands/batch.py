@@ -15,9 +15,12 @@ from .common import formulary_option, load_pathway, rules_option
 @click.command()
 @click.argument("file", type=click.Path(allow_dash=True, dir_okay=False))
 @click.option("--summary", is_flag=True, help="Print counts of stages and suggestions instead of consults.")
+@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), metavar="YYYY-MM-DD",
+              help="For lines that are FHIR Bundles: count ages and treatment months to this "
+                   "day instead of today.")
 @rules_option
 @formulary_option
-def batch(file, summary, rules_dir, formulary):
+def batch(file, summary, rules_dir, formulary, as_of):
     """Consult every profile of a JSON Lines FILE ('-' reads standard input).
 
     Writes one JSON consult a line. A bad line is reported on standard error with its line
@@ -40,7 +43,9 @@ def batch(file, summary, rules_dir, formulary):
     def on_error(exc):
         click.echo(f"cno-pathway: error: {exc}", err=True)
 
-    with stream:
+    from ..interop import reading_as_of
+
+    with stream, reading_as_of(as_of.date() if as_of else None):
         if show_progress:
             with click.progressbar(stream, label="consults", file=sys.stderr) as lines:
                 result = run_batch(pathway, lines, source, on_result=on_result, on_error=on_error)
