@@ -210,7 +210,7 @@ def main():
     if before is not None and after is not None:
         served_cpu = (after - before) / len(latencies)
         print(f"   CPU per call: the service {served_cpu*1000:.2f} ms (all its processes), the "
-              f"in-process consult {per_cpu*1000:.2f} ms; on {os.cpu_count()} otherwise idle CPUs "
+              f"in-process consult {per_cpu*1000:.2f} ms; with {os.cpu_count()} CPUs to itself "
               f"the service could serve about {(os.cpu_count() or 1) / served_cpu:.0f} calls/s")
     print(f"   for scale: the service's work without HTTP (FHIR validation and mapping, consult, "
           f"cards) runs {hook_rate:.0f}/s in one process with resources seen before, "
