@@ -159,8 +159,21 @@ def test_what_the_consult_did_not_read_is_in_the_response(server):
 
 
 def test_413_for_a_body_over_the_limit(server):
-    status, body = server.post(PATIENT_VIEW, raw=b"[" + b" " * (2 * 1024 * 1024) + b"]")
-    assert status == 413 and "over" in body["error"]
+    """Refused from its Content-Length, before the body is read: the client sends only the
+    headers (sending the 2 MB would race the server closing the connection)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
+    try:
+        conn.putrequest("POST", PATIENT_VIEW)
+        conn.putheader("Content-Type", "application/json")
+        conn.putheader("Content-Length", str(2 * 1024 * 1024))
+        conn.endheaders()
+        response = conn.getresponse()
+        body = json.loads(response.read())
+    finally:
+        conn.close()
+    assert response.status == 413 and "over" in body["error"]
 
 
 def test_a_contradiction_is_a_warning_card_not_a_consult(server):
@@ -407,6 +420,10 @@ def test_a_killed_worker_is_replaced(tmp_path):
         assert new - pids, f"no new worker after killing {victim}: {new}"
         assert victim not in new
         assert "died" in srv.log_text()
+        # every worker, the replacement too, logs each request it answers
+        logged = {json.loads(line)["pid"] for line in srv.log_text().splitlines()
+                  if line.startswith("{")}
+        assert pids | new <= logged, (pids | new, logged)
     finally:
         srv.stop()
 

@@ -55,7 +55,19 @@ class ServeConfig:
 
 def app_from_environment():
     """uvicorn's factory in each worker process: the configuration travels in the environment."""
+    _log_to_stderr()
     return create_app(ServeConfig.from_environment())
+
+
+def _log_to_stderr() -> None:
+    """The request log, in this process: a worker that uvicorn spawns (--workers 2 and more)
+    starts with bare logging, and without a handler of its own every line would be lost."""
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+        log.propagate = False
 
 
 class Refused(Exception):
