@@ -399,6 +399,23 @@ def _worker_pids(srv, tries=40):
     return pids
 
 
+def _connection_header(port: int) -> str | None:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request("GET", "/healthz")
+        response = conn.getresponse()
+        response.read()
+        return response.getheader("connection")
+    finally:
+        conn.close()
+
+
+def test_one_worker_keeps_connections_alive(server):
+    assert _connection_header(server.port) is None
+
+
 def test_a_killed_worker_is_replaced(tmp_path):
     srv = Server(tmp_path, workers=2).start()
     try:
@@ -420,6 +437,9 @@ def test_a_killed_worker_is_replaced(tmp_path):
         assert new - pids, f"no new worker after killing {victim}: {new}"
         assert victim not in new
         assert "died" in srv.log_text()
+        # several workers: each answer closes its connection, so that the next request goes
+        # to whichever worker is free rather than to the one that accepted the connection
+        assert _connection_header(srv.port) == "close"
         # every worker, the replacement too, logs each request it answers
         logged = {json.loads(line)["pid"] for line in srv.log_text().splitlines()
                   if line.startswith("{")}
