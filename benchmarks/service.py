@@ -1,7 +1,8 @@
 """The CDS Hooks service under load, run by hand or with `make bench`.
 
 Starts `cno-pathway serve` on a free 127.0.0.1 port, drives the patient-view service with 8
-concurrent clients (each a keep-alive connection, the teaching cases as FHIR prefetch in turn)
+concurrent clients (each an HTTP/1.1 connection, reopened when a server of several
+workers closes it after an answer; the teaching cases as FHIR prefetch in turn)
 and reports latency (p50, p99) and throughput against the in-process consult of the same
 patients (the YAML profile validated and consulted, no HTTP, no FHIR).
 
