@@ -104,3 +104,26 @@ def test_a_token_id_is_claimed_once(tmp_path):
     assert store.claim_token("jti-1", 2_000_000_000) is True
     assert store.claim_token("jti-1", 2_000_000_000) is False
     assert FeedbackStore(store.path).claim_token("jti-1", 2_000_000_000) is False
+
+
+
+def test_a_worker_opening_the_database_waits_for_another_workers_write(tmp_path):
+    """uvicorn starts its workers at once: one may switch the new database to WAL while another
+    holds a write lock, which SQLite refuses at once rather than waiting; the store waits."""
+    import threading
+
+    path = tmp_path / "new.sqlite3"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("CREATE TABLE elsewhere (a)")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO elsewhere VALUES (1)")
+    release = threading.Timer(0.5, lambda: other.execute("COMMIT"))
+    release.start()
+    try:
+        store = FeedbackStore(path)
+    finally:
+        release.join()
+        other.close()
+    assert store.outcomes() == []
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"

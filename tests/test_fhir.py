@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import copy
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -306,3 +308,98 @@ def test_intake_reads_a_bundle_through_profile_from_file(tmp_path, pathway):
     path.write_text(json.dumps(_bundle()), encoding="utf-8")
     profile = profile_from_file(path, pathway.vocabulary)
     assert isinstance(profile, fhir.BundleProfile)
+
+
+# -- as of which day ---------------------------------------------------------------------------------
+
+def _ongoing_bundle_file(tmp_path) -> Path:
+    """A Bundle whose age and ongoing treatment depend on the day it is read."""
+    path = tmp_path / "ongoing.json"
+    path.write_text(json.dumps(_bundle("tnf-psoriasis")), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("fmt", ["text", "markdown", "html", "json"])
+def test_the_same_bundle_as_of_the_same_day_gives_byte_identical_consults(tmp_path, fmt):
+    path = _ongoing_bundle_file(tmp_path)
+    runs = [CliRunner().invoke(main, ["consult", str(path), "--as-of", "2026-06-15", "-f", fmt])
+            for _ in range(2)]
+    assert all(r.exit_code == 0 for r in runs), runs[0].output
+    assert runs[0].stdout_bytes == runs[1].stdout_bytes
+    assert "2026-06-15" in runs[0].output        # the basis says which day it was read as of
+
+
+def test_as_of_fixes_ages_and_months_and_shows_in_the_basis(tmp_path):
+    path = _ongoing_bundle_file(tmp_path)
+
+    def read(day):
+        result = CliRunner().invoke(main, ["consult", str(path), "--as-of", day, "-f", "json"])
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)
+
+    then, later = read("2026-06-15"), read("2027-06-15")
+    assert then["basis"]["as_of"] == "2026-06-15" and later["basis"]["as_of"] == "2027-06-15"
+    assert later["profile"]["age_years"] == then["profile"]["age_years"] + 1
+    ongoing = [i for i, t in enumerate(then["profile"]["treatments"]) if t.get("ongoing")]
+    assert ongoing, "the case needs an ongoing treatment"
+    assert later["profile"]["treatments"][ongoing[0]]["months"] == \
+        then["profile"]["treatments"][ongoing[0]]["months"] + 12
+    text = CliRunner().invoke(main, ["consult", str(path), "--as-of", "2026-06-15"]).output
+    assert "as of 2026-06-15" in text
+
+
+def test_a_yaml_consult_has_no_as_of_and_refuses_the_option(tmp_path):
+    yaml_case = str(ROOT / "examples" / "typical-multifocal.yaml")
+    plain = CliRunner().invoke(main, ["consult", yaml_case, "-f", "json"])
+    assert "as_of" not in json.loads(plain.output)["basis"]
+    refused = CliRunner().invoke(main, ["consult", yaml_case, "--as-of", "2026-06-15"])
+    assert refused.exit_code == 2 and "--as-of applies to a FHIR Bundle" in refused.output
+    flags = CliRunner().invoke(main, ["consult", "--age", "9", "--lesions", "3", "--diagnosis",
+                                      "cno", "--as-of", "2026-06-15"])
+    assert flags.exit_code == 2 and "--as-of" in flags.output
+    bad = CliRunner().invoke(main, ["consult", yaml_case, "--as-of", "15/06/2026"])
+    assert bad.exit_code == 2 and "Traceback" not in bad.output
+
+
+def test_batch_reads_bundles_as_of_the_given_day(tmp_path):
+    path = tmp_path / "cohort.jsonl"
+    path.write_text(json.dumps(_bundle("tnf-psoriasis")) + "\n", encoding="utf-8")
+    runs = [CliRunner().invoke(main, ["batch", str(path), "--as-of", "2026-06-15"]) for _ in range(2)]
+    assert runs[0].exit_code == 0, runs[0].output
+    assert runs[0].stdout_bytes == runs[1].stdout_bytes
+    assert json.loads(runs[0].stdout)["basis"]["as_of"] == "2026-06-15"
+
+
+def test_a_validated_resource_is_not_validated_again_but_an_invalid_one_always_fails(pathway):
+    fhir.clear_validation_cache()
+    bundle = _bundle()
+    fhir.profile_from_bundle(bundle, pathway.vocabulary, as_of=AS_OF)
+    kept = len(fhir._VALID)
+    assert kept == len(bundle["entry"]) + 1          # each entry and the Bundle's shell
+    fhir.profile_from_bundle(copy.deepcopy(bundle), pathway.vocabulary, as_of=AS_OF)
+    assert len(fhir._VALID) == kept
+    bundle["entry"][2]["resource"]["valueInteger"] = "five"
+    for _ in range(2):
+        with pytest.raises(ProfileError, match="not valid FHIR R4"):
+            fhir.profile_from_bundle(bundle, pathway.vocabulary, as_of=AS_OF)
+
+
+def test_batch_workers_read_bundles_as_of_the_same_day(tmp_path):
+    """Forked workers inherit --as-of: two workers write the bytes one process writes, and
+    another day gives other bytes; Dask workers would not inherit it, so --dask refuses it."""
+    cohort = tmp_path / "cohort.jsonl"
+    lines = [json.dumps(_bundle(name)) for name in ("tnf-psoriasis", "typical-multifocal")]
+    cohort.write_text("\n".join(lines * 40) + "\n", encoding="utf-8")
+
+    def run(*args):
+        proc = subprocess.run([sys.executable, "-m", "cno_pathway", "batch", str(cohort), *args],
+                              capture_output=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr.decode()
+        return proc.stdout
+
+    one = run("--as-of", "2026-06-15", "--jobs", "1")
+    assert run("--as-of", "2026-06-15", "--jobs", "2") == one
+    assert run("--as-of", "2027-06-15", "--jobs", "2") != one
+    refused = CliRunner().invoke(main, ["batch", str(cohort), "--as-of", "2026-06-15",
+                                        "--dask", "local"])
+    assert refused.exit_code == 2 and "--as-of" in refused.output

@@ -159,12 +159,11 @@ def test_what_the_consult_did_not_read_is_in_the_response(server):
 
 
 def test_413_for_a_body_over_the_limit(server):
-    """Refused on its Content-Length, before the body is read: the client sends the headers
-    only and reads the answer (a client still writing 2 MB may see the closed connection
-    instead of the answer, which made this test depend on timing)."""
+    """Refused from its Content-Length, before the body is read: the client sends only the
+    headers (sending the 2 MB would race the server closing the connection)."""
     import http.client
 
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=60)
     try:
         conn.putrequest("POST", PATIENT_VIEW)
         conn.putheader("Content-Type", "application/json")
@@ -400,6 +399,23 @@ def _worker_pids(srv, tries=40):
     return pids
 
 
+def _connection_header(port: int) -> str | None:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        conn.request("GET", "/healthz")
+        response = conn.getresponse()
+        response.read()
+        return response.getheader("connection")
+    finally:
+        conn.close()
+
+
+def test_one_worker_keeps_connections_alive(server):
+    assert _connection_header(server.port) is None
+
+
 def test_a_killed_worker_is_replaced(tmp_path):
     srv = Server(tmp_path, workers=2).start()
     try:
@@ -421,6 +437,13 @@ def test_a_killed_worker_is_replaced(tmp_path):
         assert new - pids, f"no new worker after killing {victim}: {new}"
         assert victim not in new
         assert "died" in srv.log_text()
+        # several workers: each answer closes its connection, so that the next request goes
+        # to whichever worker is free rather than to the one that accepted the connection
+        assert _connection_header(srv.port) == "close"
+        # every worker, the replacement too, logs each request it answers
+        logged = {json.loads(line)["pid"] for line in srv.log_text().splitlines()
+                  if line.startswith("{")}
+        assert pids | new <= logged, (pids | new, logged)
     finally:
         srv.stop()
 

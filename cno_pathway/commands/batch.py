@@ -31,7 +31,10 @@ SMALL_INPUT_BYTES = 256 * 1024
               help="Show a progress line on standard error (default: when it is a terminal).")
 @rules_option
 @formulary_option
-def batch(file, summary, jobs, dask_address, progress, rules_dir, formulary):
+@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), metavar="YYYY-MM-DD",
+              help="For lines that are FHIR Bundles: count ages and treatment months to this "
+                   "day instead of today.")
+def batch(file, summary, jobs, dask_address, progress, rules_dir, formulary, as_of):
     """Consult every profile of a JSON Lines FILE ('-' reads standard input).
 
     Writes one JSON consult a line. A bad line is reported on standard error with its line
@@ -42,6 +45,8 @@ def batch(file, summary, jobs, dask_address, progress, rules_dir, formulary):
 
     if dask_address is not None and jobs is not None:
         raise click.UsageError("--jobs and --dask exclude each other (Dask sizes its own workers)")
+    if dask_address is not None and as_of is not None:
+        raise click.UsageError("--as-of is not passed to Dask workers; use --jobs")
     pathway = load_pathway(rules_dir, formulary)   # checks the rule base before any worker starts
     source = "<stdin>" if file == "-" else file
     try:
@@ -69,10 +74,13 @@ def batch(file, summary, jobs, dask_address, progress, rules_dir, formulary):
         if bar:
             bar.tick()
 
+    from ..interop import reading_as_of
+
     interrupt = _Interrupt(reader)
     result = BatchResult()
     try:
-        with stream, interrupt:
+        # forked workers inherit the day; Dask workers would not, so --as-of refuses --dask
+        with stream, interrupt, reading_as_of(as_of.date() if as_of else None):
             try:
                 if dask_address is not None:
                     from ..consult.cluster import ClusterUnavailable, run_dask

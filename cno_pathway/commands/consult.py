@@ -79,11 +79,14 @@ _REQUIRED = " [required with flags]"
               help="Consult again with an edited profile and show before and after side by side "
                    "(repeat for several edits): FIELD=VALUE, FIELD+=VALUE or FIELD-=VALUE, e.g. "
                    "vertebral_fracture=true, features+=psoriasis, treatments+=etanercept:3w:none.")
+@click.option("--as-of", "as_of", type=click.DateTime(formats=["%Y-%m-%d"]), metavar="YYYY-MM-DD",
+              help="For a FHIR Bundle: count ages and treatment months to this day instead of "
+                   "today, so that the same Bundle gives the same consult on any day.")
 @rules_option
 @formulary_option
 @terminal_options
 def consult(profile, interactive, save, fmt, output, explain, rules_dir, what_if_edits, formulary,
-            **flags):
+            as_of, **flags):
     """Run a consult for one patient.
 
     PROFILE is a YAML or JSON file ('-' reads standard input). Without it, describe the patient
@@ -97,8 +100,16 @@ def consult(profile, interactive, save, fmt, output, explain, rules_dir, what_if
     fmt = pick_format(fmt, output)  # an output it cannot write is refused before any question
     pathway = load_pathway(rules_dir, formulary)
     vocabulary = pathway.vocabulary
+    if as_of is not None and profile is None:
+        raise click.UsageError("--as-of applies to a FHIR Bundle file, not to flags or --interactive")
     if profile is not None:
-        patient = profile_from_file(profile, vocabulary)
+        from ..interop import reading_as_of
+
+        with reading_as_of(as_of.date() if as_of else None):
+            patient = profile_from_file(profile, vocabulary)
+        if as_of is not None and getattr(patient, "as_of", None) is None:
+            raise click.UsageError(f"--as-of applies to a FHIR Bundle; {profile} is not one "
+                                   "(its ages and months are as written)")
     elif interactive:
         patient = _interactive(vocabulary, save)
     else:

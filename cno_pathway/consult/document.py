@@ -106,12 +106,16 @@ class Basis:
     inputs_missing: list[str]    # 'CRP in mg/L: not given (read by CNO-A, CNO-B)'
     rulebook: dict               # name, version, digest, builtin, drafts
     testing: str
+    as_of: str | None = None     # FHIR input: the day ages and months were counted to
 
     def to_json(self, inputs_not_used: list[str]) -> dict:
-        return {"intended_use": self.intended_use, "populations": self.populations,
+        data = {"intended_use": self.intended_use, "populations": self.populations,
                 "inputs_used": self.inputs_used, "inputs_missing": self.inputs_missing,
                 "inputs_not_used": list(inputs_not_used), "rulebook": self.rulebook,
                 "testing": self.testing}
+        if self.as_of is not None:
+            data["as_of"] = self.as_of
+        return data
 
 
 @dataclass
@@ -481,4 +485,5 @@ def _basis(consult, pathway, references) -> Basis:
                   "builtin": builtin, "drafts": list(drafts),
                   "drafts_suggesting": [s.rule for s in consult.suggestions
                                         if book.by_id[s.rule].status == "draft"]},
-        testing=testing)
+        testing=testing,
+        as_of=getattr(consult.profile, "as_of", None))

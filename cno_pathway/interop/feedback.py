@@ -69,9 +69,19 @@ class FeedbackStore:
         self.path = Path(path)
         self._connections: dict[tuple, sqlite3.Connection] = {}
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with closing(self._connect()) as db:
-            db.execute("PRAGMA journal_mode=WAL")
-            db.executescript(SCHEMA)
+        # Workers start together: switching a new database to WAL can meet another worker's
+        # lock without SQLite's busy handler waiting for it, so the setup is tried again.
+        for attempt in range(100):
+            try:
+                with closing(self._connect()) as db:
+                    if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                        db.execute("PRAGMA journal_mode=WAL")
+                    db.executescript(SCHEMA)
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) and "busy" not in str(exc) or attempt == 99:
+                    raise
+                time.sleep(0.05 + 0.01 * attempt)
 
     def _connect(self) -> sqlite3.Connection:
         """One connection per process and thread, kept open (opening one costs more than the

@@ -50,10 +50,17 @@ class BundleProfile(PatientProfile):
     """A profile read from FHIR: the same contract, plus what was not used."""
 
     _inputs_not_used: tuple = PrivateAttr(default=())
+    _as_of: date | None = PrivateAttr(default=None)
 
     @property
     def inputs_not_used(self) -> list[dict]:
         return [dict(item) for item in self._inputs_not_used]
+
+    @property
+    def as_of(self) -> str | None:
+        """The day ages and treatment months were counted to (ISO): the consult's basis shows
+        it, because the same Bundle read on another day gives other numbers."""
+        return self._as_of.isoformat() if self._as_of else None
 
 
 @functools.lru_cache(maxsize=1)
@@ -126,7 +133,42 @@ def validate(resource: dict, *, source: str | None = None) -> None:
     _validate_one(resource, str(resource.get("resourceType")), source)
 
 
+# Resources already found valid in this process, by the digest of their canonical JSON. The
+# same patient's resources come back at every chart opening (patient-view), and validating one
+# costs ten times more than serialising it; validation is a pure function of the text, so
+# the verdict can be kept. Bounded; only successes are kept (a failure always raises afresh).
+_VALID: dict[bytes, None] = {}
+_VALID_LIMIT = 8192
+
+
+def _canonical_digest(resource: dict) -> bytes | None:
+    import hashlib
+    import json
+
+    try:
+        text = json.dumps(resource, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return None                    # not plain JSON: let the model say why
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=20).digest()
+
+
+def clear_validation_cache() -> None:
+    _VALID.clear()
+
+
 def _validate_one(resource: dict, label: str, source: str | None) -> None:
+    digest = _canonical_digest(resource)
+    if digest is not None and digest in _VALID:
+        return
+    _validate_with_model(resource, label, source)
+    if digest is not None:
+        if len(_VALID) >= _VALID_LIMIT:
+            _VALID.clear()
+        _VALID[digest] = None
+
+
+def _validate_with_model(resource: dict, label: str, source: str | None) -> None:
     import pydantic
     try:
         from fhir.resources.R4B import get_fhir_model_class
@@ -159,6 +201,7 @@ class Mapped:
     origin: dict[str, str]
     not_used: list[dict]
     draft_orders: list[dict] = field(default_factory=list)
+    as_of: date | None = None
 
     def profile(self, vocabulary: Vocabulary, *, source: str | None = None) -> BundleProfile:
         for name, what in (("age_years", "no Patient with a full birthDate"),
@@ -178,6 +221,7 @@ class Mapped:
                 exc.message += f" (from {origin})"
             raise
         profile._inputs_not_used = tuple(self.not_used)
+        profile._as_of = self.as_of
         return profile
 
     def _origin_of(self, path: str) -> str | None:
@@ -190,7 +234,12 @@ class Mapped:
 
 def map_resources(resources: list[dict], vocabulary: Vocabulary, *, source: str | None = None,
                   as_of: date | None = None) -> Mapped:
-    return _Mapper(vocabulary, source, as_of or datetime.now(timezone.utc).date()).run(resources)
+    """Ages and months are counted to `as_of`: the caller's day, else the one set by
+    `reading_as_of` (the command line's --as-of), else today (UTC)."""
+    from . import reading_day
+
+    day = as_of or reading_day() or datetime.now(timezone.utc).date()
+    return _Mapper(vocabulary, source, day).run(resources)
 
 
 def _get(data: dict, path: str):
@@ -273,7 +322,7 @@ class _Mapper:
                 continue
             handler(r)
         self.finish()
-        return Mapped(self.data, self.origin, self.not_used, self.orders)
+        return Mapped(self.data, self.origin, self.not_used, self.orders, self.as_of)
 
     def same_patient(self, r: dict) -> bool:
         ref = ((r.get("subject") or r.get("patient") or {}).get("reference"))
