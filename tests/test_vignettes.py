@@ -1,8 +1,9 @@
 """Clinical vignettes from the four source documents, run through the repository's rule base.
 
 Each file in tests/vignettes/ is a patient or situation the sources describe (Schnabel's cohort,
-Pardeo's anakinra series, Zhao's mimickers, the InpharmD summary's case reports), a reviewer's
-verdict, and what the consult must and must not contain. They pin the behaviour a pediatric
+Pardeo's anakinra series, Zhao's mimickers, the InpharmD summary's case reports), the reviewer's
+verdict (`teaches`, so `cno-pathway consult FILE` reads the file as a case), and what the consult
+must and must not contain. They pin the behaviour a pediatric
 rheumatologist checked, so a rule change that undoes it fails here, naming the vignette.
 
 Expectations (all optional): `include` / `exclude` rule ids; `not_offered` therapies (a drug or
@@ -26,7 +27,7 @@ KEYS = {"include", "exclude", "not_offered", "kinds", "grades", "no_computed_dos
 
 def _load(path: Path) -> dict:
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    assert {"title", "source", "profile", "verdict", "expect"} <= set(data), path.name
+    assert {"title", "source", "profile", "teaches", "expect"} <= set(data), path.name
     assert set(data["expect"]) <= KEYS, (path.name, set(data["expect"]) - KEYS)
     return data
 
@@ -35,7 +36,7 @@ def test_enough_vignettes_with_sources():
     assert 15 <= len(FILES) <= 40
     for path in FILES:
         data = _load(path)
-        assert data["source"] and data["verdict"].strip(), path.name
+        assert data["source"] and data["teaches"].strip(), path.name
         assert data["profile"]["id"] == path.stem, path.name
 
 
