@@ -9,6 +9,7 @@ why-not, basis and header tests run on copies of the fixture rule base.
 
 from __future__ import annotations
 
+import dataclasses
 import html
 import json
 import re
@@ -20,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cno_pathway.consult.consult import Pathway
+from cno_pathway.consult.document import why_not
 from cno_pathway.consult.render import render_consult
 from cno_pathway.patient.profile import validate_profile
 from cno_pathway.teaching.cases import find_case
@@ -85,7 +87,7 @@ def test_a_safety_alert_sits_with_the_therapy_it_concerns(pathway, fmt):
     assert all(s.kind != "alert" for _, items in c.document.groups for s in items)
     flat = _flat(fmt, render_consult(c, fmt))
     assert "first-cycle side effects" not in _bottom(fmt, render_consult(c, fmt))
-    pam = flat.index("Pamidronate for refractory, relapsing or active vertebral disease",
+    pam = flat.index("Pamidronate for disease refractory to other treatment",
                      flat.index("Patient"))
     assert pam < flat.index("first-cycle side effects") < flat.index(
         "Conventional DMARD (methotrexate or sulfasalazine)", pam)
@@ -129,9 +131,13 @@ def test_why_not_from_labels_reads_as_words(pathway):
     for text in lines.values():
         assert not re.search(r"\beither\b", text) and " is yes" not in text and "include" not in text
     # a stage label containing "or" stays one label, not two alternatives
-    toci = lines["CNO-REF-TOCILIZUMAB-ADULT-MYOSITIS"]
+    # (the generated line; the rule now carries its author's text, which the consult shows)
+    rule = next(r for r in pathway.rulebook.active if r.id == "CNO-REF-TOCILIZUMAB-ADULT-MYOSITIS")
+    toci, authored = why_not(dataclasses.replace(rule, why_not=""), c.facts, pathway.rulebook)
+    assert not authored
     assert "not at stage Glucocorticoid-refractory or relapsed after a course" in toci
-    assert all(not n.why_not_authored for n in c.not_suggested)
+    authored_rules = {r.id for r in pathway.rulebook.active if r.why_not}
+    assert all(n.why_not_authored == (n.rule in authored_rules) for n in c.not_suggested)
     # the full condition is there under --explain
     assert all(n.condition for n in c.not_suggested)
 

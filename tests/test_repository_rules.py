@@ -81,10 +81,10 @@ def test_a_failing_rule_test_names_the_profile_and_the_condition(tmp_path):
     path = rules / "30-escalation.yaml"
     # break the bridge's firing test: an NSAID trial too short to count as failure
     path.write_text(path.read_text().replace(
-        "    fires: [{treatments: [{drug: naproxen, months: 4, response: none}]}]\n    silent:\n"
-        "      - {treatments: [{drug: naproxen, months: 4, response: none}, {drug: prednisolone",
-        "    fires: [{treatments: [{drug: naproxen, months: 1, response: none}]}]\n    silent:\n"
-        "      - {treatments: [{drug: naproxen, months: 4, response: none}, {drug: prednisolone", 1))
+        "    fires: [{treatments: [{drug: naproxen, months: 4, response: none}]},\n"
+        "            {treatments: [{drug: naproxen, months: 1, response: intolerance}",
+        "    fires: [{treatments: [{drug: naproxen, months: 1, response: none}]},\n"
+        "            {treatments: [{drug: naproxen, months: 1, response: intolerance}", 1))
     result = CliRunner().invoke(main, ["rules", "test", str(rules), "--rule", "CNO-ESC-GC-BRIDGE"])
     assert result.exit_code == 1
     assert "FAIL  CNO-ESC-GC-BRIDGE" in result.output
