@@ -405,7 +405,19 @@ SLOW_TESTS = {
 }
 
 
+# Whole modules whose tests start processes, servers, browsers or clusters, or build wheels:
+# what they check does not depend on the interpreter's minor version, and together they are
+# about half of the suite's time. The full suite on 3.11 runs them.
+SLOW_MODULES = {
+    "test_cluster", "test_server", "test_webform", "test_feedback", "test_html_browser",
+    "test_packaging", "test_interactive", "test_terminal", "test_hostile", "test_hostile_knowledge",
+    "test_differential", "test_batch", "test_jsonout",
+}
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if item.originalname in SLOW_TESTS or item.get_closest_marker("slow"):
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        if (item.originalname in SLOW_TESTS or module in SLOW_MODULES
+                or item.get_closest_marker("slow")):
             item.add_marker(pytest.mark.slow)
