@@ -28,7 +28,8 @@ from ..knowledge.evidence import EvidenceLibrary, check_seed_folder, load_librar
 from ..patient.facts import derive_facts
 from ..patient.profile import PatientProfile, validate_profile
 from ..resources import seeds_dir as default_seeds
-from ..knowledge.rulebook import (RULEBOOK_FILE, VOCABULARY_FILE, RuleBook, check_folder,
+from ..knowledge.folders import check_folder
+from ..knowledge.rulebook import (RULEBOOK_FILE, VOCABULARY_FILE, RuleBook,
                                   load_rulebook)
 from .ruletest import complete
 from .satisfiable import contradiction, dead_alternatives

@@ -23,12 +23,11 @@ from ..knowledge.formulary import Formulary, find_formulary, load_formulary
 from ..knowledge.regimens import ADULT_MESSAGES, dose_plan, population_problems
 from ..resources import rules_dir, seeds_dir
 from ..knowledge.rulebook import Rule, RuleBook, fill, load_rulebook
-from .document import arrange
+from .document import KIND_ORDER, arrange
 from ..patient.durations import duration_words
 from ..wording import plain_number
 
 SCHEMA = "cno-pathway/consult/1"
-KIND_ORDER = ("alert", "investigate", "recommend", "consider", "avoid", "monitor")
 
 
 @dataclass

@@ -32,6 +32,8 @@ from ..resources import _data_dir
 from ..wording import fact_words, plain_number
 
 THERAPY_KINDS = ("recommend", "consider")       # kinds that propose using a therapy
+# the order in which kinds of suggestion are grouped and sorted, alerts first
+KIND_ORDER = ("alert", "investigate", "recommend", "consider", "avoid", "monitor")
 GATE_KINDS = ("investigate", "alert")           # kinds that can hold treatment back
 
 
@@ -133,7 +135,7 @@ def arrange(consult, pathway) -> Document:
     suggestions = consult.suggestions
     _attach_alerts(suggestions, vocab)
     groups = [(kind, [s for s in suggestions if s.kind == kind and s.shown_with is None])
-              for kind in _kind_order()]
+              for kind in KIND_ORDER]
     groups = [(k, items) for k, items in groups if items]
     references = _number_references(groups, pathway)
     bottom = _bottom_line(consult, book)
@@ -154,11 +156,6 @@ def _cached(pathway, name: str, build):
     if name not in cache:
         cache[name] = build()
     return cache[name]
-
-
-def _kind_order():
-    from .consult import KIND_ORDER      # consult.py imports this module: import when used
-    return KIND_ORDER
 
 
 # -- safety alerts with the therapy they concern ------------------------------------------------

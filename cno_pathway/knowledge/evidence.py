@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .folders import check_folder
 from ..errors import EvidenceError
 from ..yamlio import Document, bounded, knowledge_snapshot, read_document
 
@@ -106,9 +107,7 @@ class EvidenceLibrary:
 
 
 def check_seed_folder(directory: Path) -> list[Path]:
-    """An evidence folder is checked before anything in it is read (see rulebook.check_folder)."""
-    from .rulebook import check_folder
-
+    """An evidence folder is checked before anything in it is read (see folders.check_folder)."""
     return check_folder(Path(directory), (GRADING_FILE,), "evidence", EvidenceError)
 
 

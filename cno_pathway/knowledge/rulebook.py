@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
-import os
 import re
-import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,8 +19,9 @@ from .conditions import (LIST_TESTS, OPERATORS, PRESENCE, All, Any_, Compare,
                          Condition, Has, Not, Presence)
 from ..errors import InputError, RuleError
 from .factschema import FACT_SCHEMA
+from .folders import check_folder
 from .vocabulary import Vocabulary, load_vocabulary
-from ..yamlio import (MAX_BYTES, Document, bounded, escape_controls, knowledge_snapshot, read_bytes,
+from ..yamlio import (Document, bounded, escape_controls, knowledge_snapshot, read_bytes,
                       read_document, short_label)
 
 RULEBOOK_FILE = "rulebook.yaml"
@@ -135,56 +134,6 @@ class RuleBook:
 
 def rule_files(directory: Path) -> list[Path]:
     return sorted(p for p in Path(directory).glob("*.yaml") if p.name not in RESERVED_FILES)
-
-
-MAX_FOLDER_FILES = 2000
-
-
-def check_folder(directory: Path, required: tuple[str, ...], what: str,
-                 error: type[InputError] = RuleError) -> list[Path]:
-    """The files of a rule or evidence folder, checked before any is read.
-
-    It must be a folder holding `required` as regular files (so `--rules /` or a home folder is
-    refused at once, not digested), with a bounded number of entries; every *.yaml in it must
-    be a regular file within the size limit (a FIFO or a device would hang or flood a read)."""
-    directory = Path(directory)
-    label = str(directory)
-    a_what = ("an " if what[0] in "aeiou" else "a ") + what
-    if not directory.is_dir():
-        raise error(f"{what} folder not found", file=label)
-    try:
-        with os.scandir(directory) as listing:
-            entries = []
-            for entry in listing:
-                entries.append(Path(entry.path))
-                if len(entries) > MAX_FOLDER_FILES:
-                    raise error(f"not {a_what} folder: more than {MAX_FOLDER_FILES} entries", file=label)
-    except OSError as exc:
-        raise error(f"cannot read the {what} folder: {exc.strerror or exc}", file=label) from None
-    names = {p.name for p in entries}
-    for name in required:
-        if name not in names:
-            raise error(f"not {a_what} folder: it has no {name} ({a_what} folder holds "
-                        f"{', '.join(required)} and *.yaml files)", file=label)
-    files = []
-    for path in sorted(entries):
-        try:
-            info = path.stat()
-        except OSError:
-            if path.suffix == ".yaml" or path.name in required:
-                raise error("cannot read (a broken link?)", file=short_label(path)) from None
-            continue
-        regular = stat.S_ISREG(info.st_mode)
-        if path.suffix == ".yaml" or path.name in required:
-            if not regular:
-                raise error("not a regular file (a FIFO, device, socket or folder named *.yaml "
-                            "is never read)", file=short_label(path))
-        if regular:
-            if info.st_size > MAX_BYTES:
-                raise error(f"file is larger than {MAX_BYTES // (1024 * 1024)} MiB",
-                            file=short_label(path))
-            files.append(path)
-    return files
 
 
 def content_digest(*directories: Path) -> str:
