@@ -345,3 +345,28 @@ def test_the_example_template_entries_are_refused_until_filled(tmp_path, pathway
         load_formulary(path, pathway.vocabulary)
     assert "got 'FILL-IN'" in caught.value.message
     assert "max_mg: FILL-IN" in uncommented[caught.value.line - 1]
+
+
+def test_batch_workers_cap_with_the_same_formulary(tmp_path):
+    """Every worker of `batch --jobs 2` loads the formulary the command was given: the same bytes
+    as one process, and not the bytes of a batch without the formulary."""
+    import os
+    import subprocess
+    import sys
+
+    formulary = _formulary(tmp_path, _entry(max_mg=100))
+    cohort = tmp_path / "cohort.jsonl"
+    cohort.write_text((json.dumps(CHILD) + "\n") * 60, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CNO_PATHWAY_")}
+    env.update(CNO_PATHWAY_RULES=str(FIXTURE_RULES), CNO_PATHWAY_SEEDS=str(FIXTURE_SEEDS))
+
+    def run(*args):
+        proc = subprocess.run([sys.executable, "-m", "cno_pathway", "batch", str(cohort), *args],
+                              capture_output=True, env=env, timeout=300)
+        assert proc.returncode == 0, proc.stderr.decode()
+        return proc.stdout
+
+    one = run("--formulary", str(formulary), "--jobs", "1")
+    assert b"local formulary" in one or b'"formulary"' in one
+    assert run("--formulary", str(formulary), "--jobs", "2") == one
+    assert run("--jobs", "2") != one
