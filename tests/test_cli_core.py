@@ -113,7 +113,7 @@ def test_explain_adds_the_trace_and_every_rule_not_suggested(runner, write, fixt
                                              "value": "treatment_naive"}]
     not_suggested = {n["rule"]: n["unmet"] for n in data["not_suggested"]}
     assert set(not_suggested) == {"CNO-ESC-STEROID", "CNO-REF-MULTI"}
-    assert any("needs stage include" in u for u in not_suggested["CNO-ESC-STEROID"])
+    assert any("needs at stage" in u for u in not_suggested["CNO-ESC-STEROID"])
     text = _consult(runner, write("q.yaml", NAIVE), "--explain").stdout
     assert "Engine trace" in text and "CNO-STAGE-NAIVE derived stage = treatment_naive" in text
 

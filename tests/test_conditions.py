@@ -210,7 +210,7 @@ def test_unmet_lists_each_failing_part_with_the_actual_value():
         "needs failed classes include NSAID, GLUCOCORTICOID; failed classes: NSAID",
         "needs weight (kg) is above 30; weight (kg) not stated",
         "needs sex is MALE; sex: FEMALE",
-        "needs stage include NSAID_REFRACTORY; stage: none",
+        "needs at stage NSAID_REFRACTORY; stage: none",
     ]
 
 

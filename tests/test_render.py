@@ -476,7 +476,7 @@ def test_not_suggested_limited_by_default_complete_with_explain(fixture, fmt):
     assert "Why not (every rule that did not fire)" in full
     assert "CNO-REF-MULTI" in full.split("Why not (every rule that did not fire)")[1]
     assert "condition: stage NSAID-refractory" in " ".join(full.split())
-    assert "needs stage include" not in full          # the engine's words stay in the JSON
+    assert "needs at stage" not in full          # the engine's words stay in the JSON
 
 
 @pytest.mark.parametrize("fmt", ["text", "markdown", "html"])

@@ -90,7 +90,7 @@ def test_a_failing_rule_test_names_the_profile_and_the_condition(tmp_path):
     assert "FAIL  CNO-ESC-GC-BRIDGE" in result.output
     assert "expected to fire but stayed silent" in result.output
     assert '"months": 1' in result.output
-    assert "needs stage include Refractory, relapsing" in result.output
+    assert "needs at stage Refractory, relapsing" in result.output
     assert "NSAID-refractory (no response after an adequate trial)" in result.output
 
 

@@ -60,7 +60,7 @@ def test_rules_test_failure_output(edited):
         "FAIL  CNO-ESC-STEROID  rules/10-fixture.yaml:54  (1 passed, 1 failed)",
         "      fires test at rules/10-fixture.yaml:67: expected to fire but stayed silent",
         '        profile: {"treatments": [{"drug": "naproxen", "months": 2, "response": "none"}]}',
-        "        needs stage include NSAID-refractory; stage: none",
+        "        needs at stage NSAID-refractory; stage: none",
         "        stage nsaid_refractory comes from CNO-STAGE-NSAID-REFRACTORY (rules/10-fixture.yaml:13), "
         "which did not fire: needs failed classes include NSAID; failed classes: none",
         "0 passed, 1 failed, 0 skipped (retired)"]
@@ -200,7 +200,7 @@ def test_list_text_and_json():
 def test_show_text_and_json():
     result = run("show", "CNO-ESC-STEROID", FIXTURE_RULES)
     assert result.exit_code == 0
-    assert "when:      stage include NSAID-refractory and failed classes exclude Glucocorticoid" in result.output
+    assert "when:      at stage NSAID-refractory and failed classes exclude Glucocorticoid" in result.output
     assert "cites:     fixture-case#steroid-case" in result.output
     assert "where:     rules/10-fixture.yaml:54" in result.output
     data = json.loads(run("show", "CNO-ESC-STEROID", FIXTURE_RULES, "--format", "json").output)

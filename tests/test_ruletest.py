@@ -91,7 +91,7 @@ def test_a_failing_fires_test_names_what_did_not_hold_and_where_the_chain_broke(
     assert failure.test.profile == {"treatments": [{"drug": "naproxen", "months": 2, "response": "none"}]}
     assert failure.reason == "expected to fire but stayed silent"
     assert failure.details == [
-        "needs stage include NSAID-refractory; stage: none",
+        "needs at stage NSAID-refractory; stage: none",
         "stage nsaid_refractory comes from CNO-STAGE-NSAID-REFRACTORY (rules/10-fixture.yaml:13), "
         "which did not fire: needs failed classes include NSAID; failed classes: none"]
 
@@ -102,7 +102,7 @@ def test_a_failing_silent_test_names_what_held(book_with):
     result, = run_rule_tests(book, "CNO-FL-NAPROXEN")
     failure, = result.failures
     assert failure.reason == "expected to stay silent but fired"
-    assert failure.details == ["held: stage include Treatment-naive; stage: Treatment-naive",
+    assert failure.details == ["held: at stage Treatment-naive; stage: Treatment-naive",
                                "held: not (vertebral is yes); vertebral: no"]
 
 
@@ -155,5 +155,5 @@ def test_why_not_staged_follows_the_chain_one_step(fixture_book, vocab):
     facts["stage"] = ["treatment_naive"]
     reasons = why_not_staged(fixture_book, fixture_book.by_id["CNO-REF-MULTI"], facts)
     assert reasons == ["stage multi_class_refractory comes from CNO-STAGE-MULTI (rules/10-fixture.yaml:24), "
-                       "which did not fire: needs stage include NSAID-refractory; stage: Treatment-naive; "
+                       "which did not fire: needs at stage NSAID-refractory; stage: Treatment-naive; "
                        "needs failed classes include Glucocorticoid; failed classes: none"]

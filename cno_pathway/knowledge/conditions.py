@@ -141,6 +141,11 @@ def describe(cond: Condition, label=lambda v: v) -> str:
     if isinstance(cond, Presence):
         return f"{fact_words(cond.fact)} {'is stated' if cond.op == 'present' else 'is not stated'}"
     if isinstance(cond, Has):
+        if cond.fact == "stage":   # "at stage X", not "stage include X"; labels may hold commas
+            names = "; ".join(label(v) for v in cond.values)
+            if cond.op == "has":
+                return f"at stage {names}" if len(cond.values) == 1 else f"at every stage of: {names}"
+            return f"not at stage {names}" if len(cond.values) == 1 else f"at none of the stages: {names}"
         verb = "include" if cond.op == "has" else "exclude"
         return f"{fact_words(cond.fact)} {verb} {_value_words(cond.values, label)}"
     if isinstance(cond, Compare):
