@@ -26,7 +26,7 @@ LAYERS = [
     ("engine", {"engine"}),
     ("patient", {"patient"}),
     ("knowledge", {"knowledge"}),
-    ("plumbing", {"__init__", "errors", "resources", "yamlio", "wording", "terminal"}),
+    ("plumbing", {"__init__", "errors", "files", "resources", "yamlio", "wording", "terminal"}),
 ]
 RANK = {top: rank for rank, (_, tops) in enumerate(LAYERS) for top in tops}
 

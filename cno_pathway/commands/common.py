@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from ..files import replace_file
 from ..terminal import (Settings, clean, clean_keeping_colour, colour_wanted, did_you_mean,
                         json_safe, pager_wanted)
 
@@ -208,23 +209,10 @@ def _write_through(text: str, output: Path) -> None:
 
 
 def _write_atomic(text: str, output: Path, st: os.stat_result | None) -> None:
-    import tempfile
-
     mode = stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~_umask()
-    tmp = None
     try:
-        handle, tmp = tempfile.mkstemp(dir=output.parent if str(output.parent) else ".",
-                                       prefix=f".{output.name}.", suffix=".partial")
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            os.fchmod(stream.fileno(), mode)
-            stream.write(text)
-        os.replace(tmp, output)
+        replace_file(output, text, mode)
     except OSError as exc:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
         raise _write_error(output, exc) from None
 
 

@@ -485,21 +485,14 @@ def check_citations(rulebook: RuleBook, library: EvidenceLibrary) -> None:
     """Every citation in rules and regimens must resolve: a consult never shows a broken one."""
     for rule in rulebook.rules:
         for cite in rule.evidence.cites if rule.evidence else ():
-            try:
-                library.resolve(cite)
-            except KeyError as exc:
-                raise RuleError(f"citation {cite!r}: {exc.args[0]}", file=rule.file, line=rule.line,
-                                rule=rule.id) from None
+            _resolve(library, cite, "citation", file=rule.file, line=rule.line, rule=rule.id)
         if rule.suggest and rule.suggest.regimen and rulebook.regimens.get(rule.suggest.regimen) is None:
             raise RuleError(f"unknown regimen {rule.suggest.regimen!r} (not in regimens.yaml)",
                             file=rule.file, line=rule.line, rule=rule.id)
     for regimen in rulebook.regimens.by_id.values():
         for cite in regimen.cites:
-            try:
-                library.resolve(cite)
-            except KeyError as exc:
-                raise RuleError(f"regimen {regimen.id}: citation {cite!r}: {exc.args[0]}",
-                                file=regimen.file, line=regimen.line) from None
+            _resolve(library, cite, f"regimen {regimen.id}: citation", file=regimen.file,
+                     line=regimen.line)
     missing = [m for m in ADULT_MESSAGES.values() if not rulebook.messages.get(m)]
     if missing and any(r.steps for r in rulebook.regimens.by_id.values()):
         raise RuleError(f"messages lacks {', '.join(missing)}: what an adult's consult says in "
@@ -510,8 +503,13 @@ def check_citations(rulebook: RuleBook, library: EvidenceLibrary) -> None:
         raise RuleError(f"regimen {regimen.id}: {problem}", file=regimen.file, line=regimen.line)
     for cls in rulebook.vocabulary.drug_classes.values():
         for cite in cls.adequate_trial_basis:
-            try:
-                library.resolve(cite)
-            except KeyError as exc:
-                raise RuleError(f"drug class {cls.name}: adequate_trial_basis {cite!r}: {exc.args[0]}",
-                                file=rulebook.vocabulary.source) from None
+            _resolve(library, cite, f"drug class {cls.name}: adequate_trial_basis",
+                     file=rulebook.vocabulary.source)
+
+
+def _resolve(library: EvidenceLibrary, cite: str, what: str, **where) -> None:
+    """A citation that does not resolve is a RuleError naming what cites it and where."""
+    try:
+        library.resolve(cite)
+    except KeyError as exc:
+        raise RuleError(f"{what} {cite!r}: {exc.args[0]}", **where) from None

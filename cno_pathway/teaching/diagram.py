@@ -26,7 +26,6 @@ import os
 import re
 import shutil
 import subprocess
-import tempfile
 import textwrap
 import unicodedata
 from collections import Counter
@@ -35,6 +34,7 @@ from pathlib import Path
 
 from ..knowledge.conditions import All, Any_, Condition, Has, Not
 from ..errors import InputError
+from ..files import replace_file
 from ..engine.evaluation import Evaluation, reference_evaluate
 from ..patient.facts import derive_facts
 from ..patient.profile import PatientProfile
@@ -811,17 +811,7 @@ def write_markdown(path: Path, text: str) -> None:
         mode = target.stat().st_mode & 0o7777
     except OSError as exc:
         raise InputError(f"cannot write {path}: {exc.strerror or exc}", file=str(path)) from None
-    tmp = None
     try:
-        handle, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial")
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(text.encode("utf-8"))
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
+        replace_file(target, text, mode)
     except OSError as exc:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
         raise InputError(f"cannot write {path}: {exc.strerror or exc}", file=str(path)) from None
