@@ -35,6 +35,7 @@ from ..errors import InputError, ProfileError
 from ..patient.durations import parse_duration
 from ..patient.intake import ACTIVITY, parse_tried
 from ..consult.render import render_template
+from ..patient import contract
 from ..patient.profile import PatientProfile, validate_profile
 from ..knowledge.vocabulary import canonical
 from ..yamlio import parse_document
@@ -117,7 +118,7 @@ def _nested_model(annotation) -> tuple[type[BaseModel] | None, bool]:
 
 def field_info(path: tuple) -> tuple[bool, bool]:
     """(is_list, is_model) of the profile field at `path`; KeyError names a wrong part."""
-    model: type[BaseModel] | None = PatientProfile
+    model: type[BaseModel] | None = contract.PatientProfile   # the declaration's annotations
     is_list = is_model = False
     in_list = False
     for part in path:
