@@ -278,3 +278,49 @@ def test_every_example_is_judged_alike(pathway):
     for path in sorted((ROOT / "examples").glob("*.yaml")):
         doc = profile_document(read_document(path, error=ProfileError))
         assert assert_agree(doc.data, pathway.vocabulary, doc) == "accepted", path.name
+
+
+# -- the exact-name shortcut -------------------------------------------------------------------------
+
+class _Info:
+    def __init__(self, vocabulary):
+        self.context = {"vocabulary": vocabulary}
+
+
+def _words(vocabulary):
+    kinds = ["sites", "imaging", "drugs", "responses", "adverse_events", "sexes", "diagnoses",
+             "features", "red_flags", "biopsy", "hla_b27"]
+    names = st.sampled_from(sorted({n for k in kinds for n in vocabulary.values(k)}))
+    spelled = names.flatmap(lambda n: st.sampled_from(
+        [n, n.upper(), n.title(), n.replace("_", " "), n.replace("_", "-"), f" {n}", n + "x", n[:-1],
+         n * 60]))
+    return st.tuples(st.sampled_from(kinds), spelled | st.text(max_size=12))
+
+
+@SETTINGS
+@given(data=st.data())
+def test_a_word_matches_as_the_vocabulary_matches_it(pathway, data):
+    vocabulary = pathway.vocabulary
+    kind, word = data.draw(_words(vocabulary))
+    try:
+        expected = ("ok", vocabulary.match(kind, word))
+    except ValueError as exc:
+        expected = ("refused", str(exc))
+    try:
+        got = ("ok", checks._match(kind, word, _Info(vocabulary)))
+    except ValueError as exc:
+        got = ("refused", str(exc))
+    assert got == expected
+
+
+def test_the_shortcut_follows_each_vocabulary(pathway):
+    """Two vocabularies in turn, one without 'femur': each answers with its own names."""
+    import dataclasses
+
+    full = pathway.vocabulary
+    fewer = dataclasses.replace(full, words={**full.words, "sites": {
+        k: v for k, v in full.words["sites"].items() if k != "femur"}}, drug_to_class={})
+    for _ in range(2):
+        assert checks._match("sites", "femur", _Info(full)) == "femur"
+        with pytest.raises(ValueError, match="unknown site"):
+            checks._match("sites", "femur", _Info(fewer))

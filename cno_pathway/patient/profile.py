@@ -27,8 +27,6 @@ from ..knowledge.vocabulary import Vocabulary
 from ..wording import plain_number
 from ..yamlio import Document, bounded, field_name
 
-_Contradiction = Contradiction  # the name this module used before checks.py
-
 
 class FieldShape(NamedTuple):
     """What a field holds, for the code that walks the contract: a sub-record (`model`), a list
