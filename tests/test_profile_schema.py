@@ -165,7 +165,7 @@ def _outcome(validate, data, vocabulary, document=None):
         result = validate(data, context={"vocabulary": vocabulary})
     except ValidationError as exc:
         worded = profile_error(exc, document=document, source="p.yaml")
-        return ("refused", _errors(exc), worded.message, worded.field, worded.line)
+        return ("refused", str(exc), _errors(exc), worded.message, worded.field, worded.line)
     except Exception as exc:  # noqa: BLE001 - both must fail alike
         return ("failed", type(exc).__name__, str(exc))
     return ("accepted", type(result).__name__, json.dumps(result.to_data()))

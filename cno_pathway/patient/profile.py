@@ -162,16 +162,25 @@ def _revive(value, key=None):
     return out
 
 
+def _validator(schema: dict) -> SchemaValidator:
+    """As pydantic builds a model's validator: the model's own config at the top too (it titles
+    the errors "for PatientProfile")."""
+    top = schema
+    while top["type"] != "model":
+        top = top["schema"]
+    return SchemaValidator(schema, top.get("config"))
+
+
 def _load() -> SchemaValidator:
     from . import stored_schema
 
     try:
         stored = orjson.loads(stored_schema.SCHEMA_FILE.read_bytes())
         if isinstance(stored, dict) and stored.get("sources") == stored_schema.sources_digest():
-            return SchemaValidator(_revive(stored["schema"]))
+            return _validator(_revive(stored["schema"]))
     except (OSError, ValueError, LookupError, TypeError, AttributeError, SchemaError):
         pass                           # missing or damaged: as good as stale
-    return SchemaValidator(_revive(stored_schema.build()["schema"]))   # the declaration itself
+    return _validator(_revive(stored_schema.build()["schema"]))   # the declaration itself
 
 
 _VALIDATOR = _load()
