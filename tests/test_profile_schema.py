@@ -64,6 +64,16 @@ def test_only_the_checks_of_checks_py_can_be_stored_or_revived():
         checks.VocabularyCheck("sites", many=True)
 
 
+def test_any_edit_of_the_declaration_changes_its_fingerprint(tmp_path, monkeypatch):
+    source = (stored_schema.HERE / "contract.py").read_bytes()
+    today = stored_schema.sources_digest()
+    monkeypatch.setattr(stored_schema, "HERE", tmp_path)
+    for edited in (source.replace(b"le=200", b"le=201", 1), source.replace(b"ge=0", b"gt=0", 1),
+                   source + b"\n", source.replace(b"\n", b"\r\n")):
+        (tmp_path / "contract.py").write_bytes(edited)
+        assert (stored_schema.sources_digest() == today) == (edited == source.replace(b"\n", b"\r\n"))
+
+
 def _load_from(tmp_path, monkeypatch, text: str):
     monkeypatch.setattr(stored_schema, "SCHEMA_FILE", tmp_path / "profile_schema.json")
     (tmp_path / "profile_schema.json").write_text(text, encoding="utf-8")
@@ -75,7 +85,7 @@ def _load_from(tmp_path, monkeypatch, text: str):
 
 def test_a_stale_stored_schema_is_not_used(tmp_path, monkeypatch, pathway, profile_data):
     stored = json.loads(stored_schema.render())
-    stored["sources"] = "0" * 32                        # made from another contract.py
+    stored["sources"] = "contract.py:1:00000000"                       # made from another contract.py
     # ... which, say, allowed any age: the fallback must still refuse 101
     stored["schema"]["schema"]["schema"]["fields"]["age_years"]["schema"]["le"] = 1000
     validator, built = _load_from(tmp_path, monkeypatch, json.dumps(stored))

@@ -13,8 +13,8 @@ contract.py; tests/test_profile_schema.py fails until then.
 
 from __future__ import annotations
 
-import hashlib
 import sys
+import zlib
 from pathlib import Path
 
 HERE = Path(__file__).parent
@@ -24,14 +24,17 @@ RECORD = "$record"
 
 
 def sources_digest() -> str:
-    """A digest of the declaration the stored schema was made from (contract.py): profile.py
-    builds from the declaration instead when they no longer match. checks.py is not part of it:
-    the stored schema names its checks, which run as they are today (and a spec it no longer
-    knows is refused, so the declaration is used)."""
-    digest = hashlib.blake2b(digest_size=16)
+    """A fingerprint of the declaration the stored schema was made from (contract.py): profile.py
+    builds from the declaration instead when they no longer match. A change detector, not a
+    seal (the stored file sits beside the code, as trusted as it): CRC-32 and length, because
+    hashlib's import alone would cost a consult 2 ms. checks.py is not part of it: the stored
+    schema names its checks, which run as they are today (and a spec it no longer knows is
+    refused, so the declaration is used)."""
+    parts = []
     for name in SOURCES:
-        digest.update(name.encode() + b"\0" + (HERE / name).read_bytes().replace(b"\r\n", b"\n"))
-    return digest.hexdigest()
+        text = (HERE / name).read_bytes().replace(b"\r\n", b"\n")
+        parts.append(f"{name}:{len(text)}:{zlib.crc32(text):08x}")
+    return " ".join(parts)
 
 
 def build() -> dict:
