@@ -80,7 +80,7 @@ def _load_from(tmp_path, monkeypatch, text: str):
     built = []
     real = stored_schema.build
     monkeypatch.setattr(stored_schema, "build", lambda: built.append(1) or real())
-    return profile._load(), built
+    return profile._load()[0], built
 
 
 def test_a_stale_stored_schema_is_not_used(tmp_path, monkeypatch, pathway, profile_data):

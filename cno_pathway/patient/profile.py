@@ -18,7 +18,7 @@ import math
 from typing import Any, NamedTuple
 
 import orjson
-from pydantic_core import SchemaError, SchemaValidator, ValidationError
+from pydantic_core import SchemaError, SchemaSerializer, SchemaValidator, ValidationError
 
 from . import checks
 from .checks import Contradiction
@@ -121,9 +121,16 @@ class PatientProfile(Record):
     def model_validate(cls, data: Any, *, context: dict | None = None) -> PatientProfile:
         return _VALIDATOR.validate_python(data, context=context)
 
+    def model_dump(self, mode: str = "python") -> dict:
+        """pydantic-core's serializer of the same schema: as the model dumps, twice as fast as
+        the records' own walk (the consult's JSON echoes the profile)."""
+        if mode not in ("python", "json"):
+            raise ValueError(f"mode must be 'python' or 'json', not {mode!r}")
+        return _SERIALIZER.to_python(self, mode=mode)
+
     def to_data(self) -> dict:
         """The validated profile as plain data (what the JSON output echoes)."""
-        return self.model_dump(mode="json")
+        return _SERIALIZER.to_python(self, mode="json")
 
 
 _RECORDS = {cls.__name__: cls for cls in (PatientProfile, Lesions, Activity, Labs, Treatment)}
@@ -162,28 +169,28 @@ def _revive(value, key=None):
     return out
 
 
-def _validator(schema: dict) -> SchemaValidator:
-    """As pydantic builds a model's validator: the model's own config at the top too (it titles
-    the errors "for PatientProfile")."""
+def _built(schema: dict) -> tuple[SchemaValidator, SchemaSerializer]:
+    """As pydantic builds a model's validator and serializer: the model's own config at the top
+    too (it titles the errors "for PatientProfile")."""
     top = schema
     while top["type"] != "model":
         top = top["schema"]
-    return SchemaValidator(schema, top.get("config"))
+    return SchemaValidator(schema, top.get("config")), SchemaSerializer(schema, top.get("config"))
 
 
-def _load() -> SchemaValidator:
+def _load() -> tuple[SchemaValidator, SchemaSerializer]:
     from . import stored_schema
 
     try:
         stored = orjson.loads(stored_schema.SCHEMA_FILE.read_bytes())
         if isinstance(stored, dict) and stored.get("sources") == stored_schema.sources_digest():
-            return _validator(_revive(stored["schema"]))
+            return _built(_revive(stored["schema"]))
     except (OSError, ValueError, LookupError, TypeError, AttributeError, SchemaError):
         pass                           # missing or damaged: as good as stale
-    return _validator(_revive(stored_schema.build()["schema"]))   # the declaration itself
+    return _built(_revive(stored_schema.build()["schema"]))   # the declaration itself
 
 
-_VALIDATOR = _load()
+_VALIDATOR, _SERIALIZER = _load()
 
 
 def field_path(loc: tuple) -> str:
