@@ -334,3 +334,15 @@ def test_the_shortcut_follows_each_vocabulary(pathway):
         assert checks._match("sites", "femur", _Info(full)) == "femur"
         with pytest.raises(ValueError, match="unknown site"):
             checks._match("sites", "femur", _Info(fewer))
+
+
+def test_a_schema_stored_by_another_pydantic_core_is_not_used(tmp_path, monkeypatch):
+    """Another pydantic-core release may read a stored core schema differently: the declaration
+    is used instead (slower, never wrong)."""
+    import pydantic_core
+
+    stored = stored_schema.render()
+    assert f"pydantic-core:{pydantic_core.__version__}" in stored
+    monkeypatch.setattr(pydantic_core, "__version__", pydantic_core.__version__ + ".post1")
+    validator, built = _load_from(tmp_path, monkeypatch, stored)
+    assert built == [1]

@@ -29,8 +29,11 @@ def sources_digest() -> str:
     seal (the stored file sits beside the code, as trusted as it): CRC-32 and length, because
     hashlib's import alone would cost a consult 2 ms. checks.py is not part of it: the stored
     schema names its checks, which run as they are today (and a spec it no longer knows is
-    refused, so the declaration is used)."""
-    parts = []
+    refused, so the declaration is used). The pydantic-core version is part of it: another
+    release may build or read a core schema differently, so its stored form is not trusted."""
+    import pydantic_core
+
+    parts = [f"pydantic-core:{pydantic_core.__version__}"]
     for name in SOURCES:
         text = (HERE / name).read_bytes().replace(b"\r\n", b"\n")
         parts.append(f"{name}:{len(text)}:{zlib.crc32(text):08x}")
