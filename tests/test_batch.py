@@ -329,8 +329,10 @@ def test_a_worker_that_dies_costs_only_its_line(fixture_env, fixture_pathway, vo
 def test_workers_go_on_while_the_parent_writes(fixture_env, vocab, gen, monkeypatch):
     """A slow reader of the output holds up the parent, never the workers: each has its next
     chunk queued, and work is handed out before anything is written. The first write here waits
-    until the workers have consulted four chunks; a parent that hands out work only after
-    writing would leave them idle, and the wait would time out."""
+    until the workers have consulted three chunks; a parent that hands out work only after
+    writing would leave them idle, and the wait would time out. (Handing out first, the worker
+    whose chunk came back has two more queued: 4 + 8 lines at least, whatever the other worker
+    does; the old loop reached at most 4 + 4.)"""
     import multiprocessing
 
     lines = [(n, line.encode()) for n, line in enumerate(
@@ -350,14 +352,14 @@ def test_workers_go_on_while_the_parent_writes(fixture_env, vocab, gen, monkeypa
     def slow_reader(outcome):
         if not waited:
             deadline = time.monotonic() + 60
-            while done.value < 16 and time.monotonic() < deadline:
+            while done.value < 12 and time.monotonic() < deadline:
                 time.sleep(0.01)
             waited.append(done.value)
         got.append(outcome.number)
     got: list[int] = []
     parallel.run_parallel(iter(lines), "c.jsonl", jobs=2, rules_dir=None, emit=slow_reader,
                           chunk_lines=4)
-    assert waited[0] >= 16, f"the workers stopped at {waited[0]} lines while the parent wrote"
+    assert waited[0] >= 12, f"the workers stopped at {waited[0]} lines while the parent wrote"
     assert got == [n for n, _ in lines]
 
 

@@ -85,6 +85,7 @@ class _Worker:
         child.close()
         self.jobs: deque = deque()   # (chunk index, offset, items) sent, in the order sent
         self.ready = False
+        self.broken = False          # a send to it failed: it is dying
 
     def stop(self):
         try:
@@ -154,14 +155,18 @@ def run_parallel(lines: Iterator[tuple[int, bytes | str]], source: str, *, jobs:
     def dispatch():
         """Keep every ready worker's queue full, the least loaded first."""
         while todo:
-            open_ = [w for w in workers if w.ready and len(w.jobs) < QUEUED_PER_WORKER]
+            open_ = [w for w in workers
+                     if w.ready and not w.broken and len(w.jobs) < QUEUED_PER_WORKER]
             if not open_:
                 return
             worker = min(open_, key=lambda w: len(w.jobs))
             job = todo.popleft()
             worker.jobs.append(job)
             key, offset, items = job
-            worker.conn.send(((key, offset), source, items))
+            try:
+                worker.conn.send(((key, offset), source, items))
+            except OSError:     # it died meanwhile: its sentinel wakes the loop, which requeues
+                worker.broken = True    # its chunks (this one too); nothing more is sent to it
 
     def flush_done():
         nonlocal next_write
