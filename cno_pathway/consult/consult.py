@@ -23,7 +23,7 @@ from ..knowledge.formulary import Formulary, find_formulary, load_formulary
 from ..knowledge.regimens import ADULT_MESSAGES, dose_plan, population_problems
 from ..resources import rules_dir, seeds_dir
 from ..knowledge.rulebook import Rule, RuleBook, fill, load_rulebook
-from .document import KIND_ORDER, arrange
+from .document import KIND_ORDER, arrange, reasons, why_not
 from ..patient.durations import duration_words
 from ..wording import plain_number
 
@@ -54,6 +54,13 @@ class Citation:
     @property
     def doi_url(self) -> str | None:
         return f"https://doi.org/{self.doi}" if self.doi else None
+
+    def copy(self) -> "Citation":
+        """A shallow copy (what copy.copy gives, without its generic machinery): a consult
+        numbers its own copies, the memo keeps the originals."""
+        new = object.__new__(Citation)
+        new.__dict__.update(self.__dict__)
+        return new
 
     def to_json(self) -> dict:
         return {"number": self.number, "source": self.source, "finding": self.finding,
@@ -224,7 +231,8 @@ class Pathway:
         self.formulary = formulary      # the hospital's maximum doses, when one is given
         self.value_order = {"stage": list(rulebook.vocabulary.stages)}
         self.engine = Engine(rulebook.active, self.value_order)
-        self._memo = ConsultMemo(rulebook.label)
+        self._memo = ConsultMemo(rulebook.label,
+                                 reasons=lambda cond, facts: reasons(cond, facts, rulebook))
 
     @classmethod
     def load(cls, rules: str | Path | None = None, seeds: str | Path | None = None,
@@ -447,28 +455,41 @@ class Pathway:
                 kind=None if rule.is_staging else rule.suggest.kind))
         return out
 
+    def _not_suggested_rules(self) -> list[tuple]:
+        """(rule, section, therapy label) of every suggestion rule in the order "not suggested"
+        lists them; the same for every patient, so built once."""
+        found = self.__dict__.get("_not_suggested_order")
+        if found is None:
+            book = self.rulebook
+            found = self._not_suggested_order = [
+                (rule, book.sections[rule.stage], self._therapy_label(rule.suggest.therapy))
+                for rule in sorted(book.active,
+                                   key=lambda r: (book.sections[r.stage].step, r.priority, r.id))
+                if not rule.is_staging]
+        return found
+
     def _not_suggested(self, fired, facts, suggestions, *,
                        complete: bool) -> tuple[list[NotSuggested], list[str] | None]:
         book = self.rulebook
         steps = [s.step for s in suggestions if s.section not in ("safety", "monitoring")]
         current = max(steps) if steps else min(sec.step for sec in book.sections.values()
                                                 if sec.name != "staging")
+        shown = (current, current + 1)
+        explain = self._memo.explain
         out = []
-        for rule in sorted(book.active, key=lambda r: (book.sections[r.stage].step, r.priority, r.id)):
-            if rule.is_staging or rule.id in fired:
+        for rule, section, therapy_label in self._not_suggested_rules():
+            if rule.id in fired or (not complete and section.step not in shown):
                 continue
-            section = book.sections[rule.stage]
-            if not complete and section.step not in (current, current + 1):
-                continue
-            therapy = rule.suggest.therapy
+            unmet, reasons = explain(rule, facts)
+            line, authored = why_not(rule, facts, book, known=reasons)
             out.append(NotSuggested(
-                rule=rule.id, title=rule.title, therapy=therapy, kind=rule.suggest.kind,
-                section=rule.stage, unmet=self._memo.unmet(rule, facts),
-                therapy_label=self._therapy_label(therapy),
-                section_label=section.label, step=section.step, where=rule.where))
+                rule=rule.id, title=rule.title, therapy=rule.suggest.therapy,
+                kind=rule.suggest.kind, section=rule.stage, unmet=unmet,
+                therapy_label=therapy_label, section_label=section.label, step=section.step,
+                where=rule.where, why_not=line, why_not_authored=authored))
         scope = None if complete else [
             sec.label for sec in sorted(book.sections.values(), key=lambda s: s.step)
-            if sec.step in (current, current + 1) and sec.name != "staging"]
+            if sec.step in shown and sec.name != "staging"]
         return out, scope
 
 

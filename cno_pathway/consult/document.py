@@ -142,7 +142,8 @@ def arrange(consult, pathway) -> Document:
     conditions = _cached(pathway, "conditions", dict)
     for n in consult.not_suggested:
         rule = book.by_id[n.rule]
-        n.why_not, n.why_not_authored = why_not(rule, consult.facts, book)
+        if not n.why_not:               # the consult fills it in from its memo
+            n.why_not, n.why_not_authored = why_not(rule, consult.facts, book)
         if n.rule not in conditions:
             conditions[n.rule] = needs(rule.when, book)
         n.condition = conditions[n.rule]
@@ -365,12 +366,13 @@ def needs(cond, book) -> str:
     return "always" if cond is None else _need(cond, book)
 
 
-def _reasons(cond, facts, book) -> list[str]:
-    """Why a condition does not hold for these facts: what the patient has instead."""
+def reasons(cond, facts, book) -> list[str]:
+    """Why a condition does not hold for these facts: what the patient has instead. A
+    conjunction's reasons are its parts' one after the other (consult/memo.py relies on it)."""
     if cond is None:
         return []
     if isinstance(cond, All):            # each part is checked once, by the recursion
-        return [r for c in cond.items for r in _reasons(c, facts, book)]
+        return [r for c in cond.items for r in reasons(c, facts, book)]
     if evaluate(cond, facts):
         return []
     if isinstance(cond, Any_):
@@ -407,13 +409,27 @@ def _reasons(cond, facts, book) -> list[str]:
     raise TypeError(cond)
 
 
-def why_not(rule, facts, book) -> tuple[str, bool]:
-    """(one short line, authored?) saying why a rule's option is not suggested."""
+def why_not(rule, facts, book, *, known: list[str] | None = None) -> tuple[str, bool]:
+    """(one short line, authored?) saying why a rule's option is not suggested. `known`:
+    `reasons(rule.when, facts, book)` when the caller has it already (from the memo)."""
     authored = getattr(rule, "why_not", "") or ""
     if authored:
-        return " ".join(authored.split()), True
-    reasons = list(dict.fromkeys(_reasons(rule.when, facts, book)))
-    return "; ".join(reasons) or "its condition does not hold", False
+        return _authored(authored), True
+    found = reasons(rule.when, facts, book) if known is None else known
+    return "; ".join(dict.fromkeys(found)) or "its condition does not hold", False
+
+
+_AUTHORED: dict[str, str] = {}
+
+
+def _authored(text: str) -> str:
+    """An authored why-not on one line (rule texts are few: kept)."""
+    line = _AUTHORED.get(text)
+    if line is None:
+        line = " ".join(text.split())
+        if len(_AUTHORED) < 4096:
+            _AUTHORED[text] = line
+    return line
 
 
 # -- basis of this consult ------------------------------------------------------------------------
