@@ -44,7 +44,7 @@ import json
 import math
 import threading
 
-from ..knowledge.conditions import All, Any_, Compare, Condition, Has, Not, Presence
+from ..knowledge.conditions import All, Any_, Compare, Condition, Has, Not, Presence, leaves
 from ..errors import EngineError, RuleError
 from .driver import Ruleset
 from .evaluation import MAX_ROUNDS, Evaluation, add_derivation
@@ -54,6 +54,7 @@ from ..knowledge.rulebook import Rule
 MAX_RULES_PER_RULESET = 400
 MAX_ALPHA_PATHS = 60      # the engine's alpha match stack holds 64 pending nodes
 MAX_GROUPS = 15           # a pattern's expression sequence holds 31 entries, two per group
+_TEXT_MEMO = 4096          # entries of fact text kept (bounded: cleared when full)
 _SINK_PRI = 65500
 _SINK = "cno$sink"
 _KIND = {"cno_kind": "patient"}
@@ -280,21 +281,62 @@ class Engine:
         self._derived_flags = [(f, v, k + ":true", k + ":false") for f, v, k in flags
                                if f in self._derived]
         self._derived_scalars = sorted(name for name in self._derived if name in self._scalar_keys)
+        # the flags of one list fact, in the order above: their text is kept by the list's
+        # values (few distinct lists of features, classes, drugs...), as are scalar members
+        groups: dict[str, list] = {}
+        for fact, value, yes, no in self._static_flags:
+            groups.setdefault(fact, []).append((value, yes, no))
+        self._flag_groups = list(groups.items())
+        self._text_memo: dict[tuple, str] = {}
+        # staging rules that read a derived fact, and what they read of it: another round is
+        # needed only when one that has not fired reads a value the last round added
+        self._watchers = []
+        for rule in staging:
+            values, whole = set(), set()
+            for leaf in leaves(rule.when):
+                if leaf.fact not in self._derived:
+                    continue
+                if isinstance(leaf, Has):
+                    values.update((leaf.fact, v) for v in leaf.values)
+                else:
+                    whole.add(leaf.fact)
+            if values or whole:
+                self._watchers.append((rule.id, values, whole))
+
+    def _kept(self, key, build) -> str:
+        """Text for a key from the bounded memo of fact text."""
+        memo = self._text_memo
+        text = memo.get(key)
+        if text is None:
+            text = build()
+            if len(memo) >= _TEXT_MEMO:
+                memo.clear()
+            memo[key] = text
+        return text
 
     def _static_text(self, facts: dict) -> str:
         """The part of a patient's fact that no round changes, as JSON members."""
         parts = []
-        keys, numbers = self._scalar_keys, self._number_facts
+        keys, numbers, derived, kept = self._scalar_keys, self._number_facts, self._derived, self._kept
         for name, value in facts.items():
             key = keys.get(name)
-            if key is None or value is None or name in self._derived:
+            if key is None or value is None or name in derived:
                 continue
             if name in numbers:
-                parts.append(key + _number_text(value))
+                parts.append(kept((name, value.__class__, value),
+                                  lambda: key + _number_text(value)))
             else:
                 parts.append(key + _value_text(value))
-        for fact, value, yes, no in self._static_flags:
-            parts.append(yes if value in facts.get(fact, ()) else no)
+        get = facts.get
+        for fact, flags in self._flag_groups:
+            have = get(fact, ())
+            try:
+                text = kept((fact, tuple(have)),
+                            lambda: ",".join([yes if value in have else no
+                                              for value, yes, no in flags]))
+            except TypeError:         # unhashable values: written without the memo
+                text = ",".join([yes if value in have else no for value, yes, no in flags])
+            parts.append(text)
         return ",".join(parts)
 
     def _fact_text(self, static: str, facts: dict, sid: str, phase: str, gen: int) -> str:
@@ -311,6 +353,23 @@ class Engine:
         parts.extend([yes if value in get(fact, ()) else no
                       for fact, value, yes, no in self._derived_flags])
         return ",".join(parts) + "}"
+
+    def _another_round(self, run: "_Run", before: dict) -> bool:
+        """Whether a staging rule that has not fired reads something the last round derived
+        (`before`: each derived fact's values before the round). A rule's match depends only on
+        what it reads: one that did not match before, on unchanged inputs, does not match now."""
+        added, changed = set(), set()
+        for fact, old in before.items():
+            new = run.facts.get(fact)
+            if new != old:
+                if not (isinstance(new, list) and isinstance(old, list)):
+                    return True                       # not a list of values: assume it matters
+                changed.add(fact)
+                added.update((fact, v) for v in new if v not in old)
+        for rule_id, values, whole in self._watchers:
+            if rule_id not in run.fired_set and (whole & changed or not values.isdisjoint(added)):
+                return True
+        return False
 
     def _fact(self, facts: dict, sid: str, phase: str, gen: int) -> dict:
         """The fact as data (what _fact_text writes), for tests and for reading."""
@@ -333,9 +392,11 @@ class Engine:
                 touched.append(first)
                 names = first.matches(self._fact_text(static, run.facts, sid, "derive", 0))
                 while True:
+                    before = {fact: _copy(run.facts.get(fact)) for fact in self._derived}
                     _run_actions(actions, names, run)
                     run.rounds += 1
-                    if not (run.changed and run.rounds < MAX_ROUNDS):
+                    if not (run.changed and run.rounds < MAX_ROUNDS
+                            and self._another_round(run, before)):
                         break
                     run.changed = False
                     names = first.matches(self._fact_text(static, run.facts, sid, "derive",
@@ -392,6 +453,10 @@ def _run_actions(actions: dict, names: list[str], run: _Run) -> None:
             action(run)
         except Exception as exc:  # noqa: BLE001 - reported as the engine's failure
             raise EngineError(f"a rule action failed inside the engine: {name}: {exc}") from exc
+
+
+def _copy(value):
+    return list(value) if isinstance(value, list) else value
 
 
 _VALUE_TEXT: dict = {}
