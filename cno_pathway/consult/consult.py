@@ -8,6 +8,7 @@ objects the templates only lay out, and the JSON contract other programs read.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -166,13 +167,28 @@ class Consult:
     grading: dict
     evaluation: Evaluation
     explain: bool = False
-    summary: list[SummaryLine] = field(default_factory=list)
-    treatments: list[str] = field(default_factory=list)   # one finished line per treatment
-    trace: list[TraceEntry] = field(default_factory=list)
     not_suggested_scope: list[str] | None = None   # section labels shown; None: every rule
     document: Any = None            # document.Document: bottom line, references, basis
     # what a FHIR intake could not use (interop/fhir.py); None for a profile given as such
     inputs_not_used: list[dict] | None = None
+    # the pathway that made the consult: the parts only a rendered page shows are built from it
+    # when first read (a batch writing JSON never reads them)
+    pathway: Any = field(default=None, repr=False, compare=False)
+
+    @cached_property
+    def summary(self) -> list[SummaryLine]:
+        """The patient as the consult's first lines (vocabulary labels)."""
+        return self.pathway._summary(self.profile)
+
+    @cached_property
+    def treatments(self) -> list[str]:
+        """One finished line per treatment."""
+        return self.pathway._treatments(self.profile)
+
+    @cached_property
+    def trace(self) -> list[TraceEntry]:
+        """The rules fired, in engine order."""
+        return self.pathway._trace(self.evaluation)
 
     @property
     def inputs_not_used_lines(self) -> list[str]:
@@ -295,16 +311,33 @@ class Pathway:
                      "grades": self.library.grading.grades},
             evaluation=evaluation,
             explain=explain,
-            summary=self._summary(profile),
-            treatments=self._treatments(profile),
-            trace=self._trace(evaluation),
             not_suggested_scope=scope,
             inputs_not_used=getattr(profile, "inputs_not_used", None),
+            pathway=self,
         )
         consult.document = arrange(consult, self)
         return consult
 
     # -- pieces ---------------------------------------------------------------------------
+    def _suggestion_constants(self, rule: Rule) -> dict:
+        """The fields of a rule's suggestion that are the same for every patient, built once."""
+        cache = self.__dict__.setdefault("_constants_of_suggestions", {})
+        found = cache.get(rule.id)
+        if found is None:
+            book, vocab, s = self.rulebook, self.vocabulary, rule.suggest
+            drug_class = vocab.class_of(s.therapy)
+            section = book.sections[rule.stage]
+            grade = rule.evidence.grade if rule.evidence else ""
+            found = cache[rule.id] = dict(
+                rule=rule.id, kind=s.kind, title=rule.title, therapy=s.therapy,
+                therapy_label=self._therapy_label(s.therapy), drug_class=drug_class,
+                drug_class_label=vocab.drug_classes[drug_class].label if drug_class else None,
+                rationale=s.rationale, grade=grade,
+                grade_meaning=self.library.grading.meaning(grade),
+                section=rule.stage, section_label=section.label, step=section.step,
+                priority=rule.priority, where=rule.where, status=rule.status)
+        return found
+
     def _suggestion(self, rule: Rule, profile: PatientProfile, facts: dict) -> Suggestion:
         book, vocab = self.rulebook, self.vocabulary
         s = rule.suggest
@@ -313,8 +346,8 @@ class Pathway:
             regimen = self.rulebook.regimens.get(s.regimen) if s.regimen else None
             return citations, self._citations(regimen.cites if regimen else (), cited=citations)
         citations, dose_citations = self._memo.cited(rule.id, cite)
-        drug_class = vocab.class_of(s.therapy)
-        section = book.sections[rule.stage]
+        constants = self._suggestion_constants(rule)
+        drug_class = constants["drug_class"]
         notes = []
         if (profile.age_years >= ADULT_AGE and citations
                 and all(c.population == "pediatric" for c in citations)):
@@ -326,18 +359,9 @@ class Pathway:
                 f"{t.drug}: {t.response}" + (f" ({', '.join(t.adverse_events)})" if t.adverse_events else "")
                 for t in profile.treatments if vocab.class_of(t.drug) == drug_class and not_tolerated(t))
             notes.append(fill(book.messages.get("history_intolerance", ""), detail=detail))
-        grade = rule.evidence.grade if rule.evidence else ""
-        return Suggestion(
-            rule=rule.id, kind=s.kind, title=rule.title, therapy=s.therapy,
-            therapy_label=self._therapy_label(s.therapy),
-            drug_class=drug_class,
-            drug_class_label=vocab.drug_classes[drug_class].label if drug_class else None,
-            regimen=self._regimen(s.regimen, profile),
-            rationale=s.rationale, grade=grade,
-            grade_meaning=self.library.grading.meaning(grade), citations=citations,
-            section=rule.stage, section_label=section.label, step=section.step,
-            priority=rule.priority, where=rule.where, notes=[n for n in notes if n],
-            dose_citations=dose_citations, status=rule.status)
+        return Suggestion(**constants, regimen=self._regimen(s.regimen, profile),
+                          citations=citations, notes=[n for n in notes if n],
+                          dose_citations=dose_citations)
 
     def _citations(self, cites, *, cited: list[Citation] | None = None) -> list[Citation]:
         """Numbered citations; a source cited again points at its first citation (for a dose's
@@ -456,16 +480,21 @@ class Pathway:
         return out
 
     def _not_suggested_rules(self) -> list[tuple]:
-        """(rule, section, therapy label) of every suggestion rule in the order "not suggested"
-        lists them; the same for every patient, so built once."""
+        """(rule, section step, the fields of its "not suggested" entry that are the same for
+        every patient) for every suggestion rule, in the order "not suggested" lists them."""
         found = self.__dict__.get("_not_suggested_order")
         if found is None:
             book = self.rulebook
-            found = self._not_suggested_order = [
-                (rule, book.sections[rule.stage], self._therapy_label(rule.suggest.therapy))
-                for rule in sorted(book.active,
-                                   key=lambda r: (book.sections[r.stage].step, r.priority, r.id))
-                if not rule.is_staging]
+            found = self._not_suggested_order = []
+            for rule in sorted(book.active, key=lambda r: (book.sections[r.stage].step, r.priority, r.id)):
+                if rule.is_staging:
+                    continue
+                section = book.sections[rule.stage]
+                found.append((rule, section.step, dict(
+                    rule=rule.id, title=rule.title, therapy=rule.suggest.therapy,
+                    kind=rule.suggest.kind, section=rule.stage,
+                    therapy_label=self._therapy_label(rule.suggest.therapy),
+                    section_label=section.label, step=section.step, where=rule.where)))
         return found
 
     def _not_suggested(self, fired, facts, suggestions, *,
@@ -477,16 +506,13 @@ class Pathway:
         shown = (current, current + 1)
         explain = self._memo.explain
         out = []
-        for rule, section, therapy_label in self._not_suggested_rules():
-            if rule.id in fired or (not complete and section.step not in shown):
+        for rule, step, constants in self._not_suggested_rules():
+            if rule.id in fired or (not complete and step not in shown):
                 continue
             unmet, reasons = explain(rule, facts)
             line, authored = why_not(rule, facts, book, known=reasons)
-            out.append(NotSuggested(
-                rule=rule.id, title=rule.title, therapy=rule.suggest.therapy,
-                kind=rule.suggest.kind, section=rule.stage, unmet=unmet,
-                therapy_label=therapy_label, section_label=section.label, step=section.step,
-                where=rule.where, why_not=line, why_not_authored=authored))
+            out.append(NotSuggested(**constants, unmet=unmet, why_not=line,
+                                    why_not_authored=authored))
         scope = None if complete else [
             sec.label for sec in sorted(book.sections.values(), key=lambda s: s.step)
             if sec.step in shown and sec.name != "staging"]

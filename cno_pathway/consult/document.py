@@ -466,30 +466,43 @@ def _testing(book) -> str:
             "exceed the evidence, and that no two rules conflict.")
 
 
+def _inputs(pathway, profile_type) -> tuple[list, dict]:
+    """What the basis says of each fact rules read, built once per pathway (and profile type):
+    [(fact, the line saying it is missing)] in order, and {fact: its words} for those used."""
+    def build():
+        fields = set(profile_type.model_fields)
+        missing, used = [], {}
+        for fact, rules in sorted(_readers(pathway).items()):
+            ftype = FACT_SCHEMA.get(fact)
+            if ftype is None or ftype.derived_by_rules:
+                continue
+            given = "not given" if fact.split(".")[0] in fields else "cannot be told from the profile"
+            missing.append((fact, f"{_words(fact)}: {given} (read by {', '.join(sorted(rules))})"))
+            used[fact] = _words(fact)
+        return missing, used
+    return _cached(pathway, ("inputs", profile_type), build)
+
+
 def _basis(consult, pathway, references) -> Basis:
     book = pathway.rulebook
     profile = consult.profile
     facts = consult.facts
-    readers = _readers(pathway)
     missing = []
     doses = [s for s in consult.suggestions if s.regimen and s.regimen.get("steps")]
     if profile.weight_kg is None and doses:
         names = _list(sorted({s.therapy_label or s.title for s in doses}))
         missing.append(f"{_words('weight_kg')}: not given, so doses of {names} are in mg/kg only")
-    fields = set(type(profile).model_fields)
-    for fact, rules in sorted(readers.items()):
-        ftype = FACT_SCHEMA.get(fact)
-        if fact in facts or ftype is None or ftype.derived_by_rules:
-            continue
-        given = "not given" if fact.split(".")[0] in fields else "cannot be told from the profile"
-        missing.append(f"{_words(fact)}: {given} (read by {', '.join(sorted(rules))})")
-    used = sorted({_words(f) for f in facts if f in readers and not FACT_SCHEMA[f].derived_by_rules})
+    not_read, words = _inputs(pathway, type(profile))
+    missing += [line for fact, line in not_read if fact not in facts]
+    used = sorted({words[f] for f in facts if f in words})
     populations = sorted({r.population for r in references})
     drafts = _cached(pathway, "drafts", lambda: sorted(r.id for r in book.active if r.status == "draft"))
     builtin = _cached(pathway, "builtin", lambda: _is_builtin(book.directory))
     testing = _cached(pathway, "testing", lambda: _testing(book))
+    intended = _cached(pathway, "intended_use",
+                       lambda: " ".join(book.messages.get("intended_use", "").split()))
     return Basis(
-        intended_use=" ".join(book.messages.get("intended_use", "").split()),
+        intended_use=intended,
         evidence=[f"[{r.number}] {r.evidence}" for r in references],
         populations=populations,
         inputs_used=used,

@@ -1,15 +1,14 @@
 """Work a consult would otherwise redo for every patient, done once and kept (bounded).
 
 - Why a rule's condition does not hold: its "unmet" lines (conditions.unmet) and its reasons in
-  clinical words (document.reasons, the why-not line). A condition is a conjunction of *parts*
-  (its top-level `all` flattened), and the explanation of the whole is the explanations of its
-  failing parts one after the other. Each part is explained from a small key, so that the memo
-  meets the same key again in most consults (a whole rule's facts rarely repeat; a part's do):
-  - a comparison or presence test: by the value of its one fact;
-  - a list test (`has`/`lacks`): by which of its values the list holds; its unmet line also
-    names the whole list ("tried drugs: a, b"), kept apart by (fact, value) and shared by every
-    part that reads that fact;
-  - a group (`any`, `not`): evaluated; its words, when it fails, never depend on the values.
+  clinical words (document.reasons, the why-not line). Both depend only on what the condition
+  reads, and less than the whole value of a list fact: a `has`/`lacks` test reads only whether
+  the list holds each value it names. So a rule's explanation is kept by a small key, one item
+  per fact it reads: for a list fact only tested with `has`/`lacks`, which of the values the
+  rule names the list holds; for any other fact, its value. Such keys come back in most
+  consults, where the whole values of every fact a rule reads rarely do (tried drugs, stages).
+  The unmet line of a list test also names the whole list ("tried drugs: a, b"): that part is
+  kept apart, by (fact, value), and filled in.
   Values are keyed with their type, so that True and 1 or 1 and 1.0 (equal in Python, worded
   differently) never share an entry. The memo is bounded (cleared when full): a cohort of any
   size costs the same memory, and every answer is what computing it afresh gives.
@@ -23,13 +22,10 @@ from __future__ import annotations
 
 from typing import Callable
 
-from ..knowledge.conditions import (All, Compare, Has, Presence, actual_words, evaluate, unmet,
-                                    unmet_line)
+from ..knowledge.conditions import All, Has, actual_words, evaluate, leaves, unmet, unmet_line
 
 MAX_ENTRIES = 20_000
 _ABSENT = object()          # the key of a fact with no value
-_HOLDS = ()                 # the entry of a part that holds: nothing to explain
-_VALUE, _LIST, _GROUP = "value", "list", "group"
 
 
 def parts(cond) -> list:
@@ -47,29 +43,33 @@ class ConsultMemo:
         self.label = label
         self.reasons_of = reasons or (lambda cond, facts: [])
         self.max_entries = max_entries
-        self._plans: dict[str, tuple] = {}
-        self._parts: dict[tuple, tuple] = {}      # (part id, key) -> (lines, reasons) | _HOLDS
+        self._reads: dict[str, tuple] = {}
+        self._explained: dict[tuple, tuple] = {}  # (rule id, key) -> (lines, reasons)
         self._actual: dict[tuple, str] = {}       # (fact, value) -> the patient's value in words
         self._cited: dict[str, tuple] = {}
 
     @property
     def size(self) -> int:
         """Entries kept for explanations (each table is bounded by max_entries)."""
-        return max(len(self._parts), len(self._actual))
+        return max(len(self._explained), len(self._actual))
 
     # -- explanations --------------------------------------------------------------------------
-    def _plan(self, rule) -> tuple:
-        """(kind, part id, part, constant words) for each part of the rule's condition."""
-        plan = self._plans.get(rule.id)
-        if plan is None:
-            steps = []
-            for n, part in enumerate(parts(rule.when)):
-                kind = (_LIST if isinstance(part, Has) else
-                        _VALUE if isinstance(part, (Compare, Presence)) else _GROUP)
-                prefix = unmet_line(part, "", self.label) if kind == _LIST else None
-                steps.append((kind, (rule.id, n), part, prefix))
-            plan = self._plans[rule.id] = tuple(steps)
-        return plan
+    def _reads_of(self, rule) -> tuple:
+        """(fact, values) for each fact the rule reads, in a fixed order: `values` are the
+        values its `has`/`lacks` tests name when that is all it reads of the fact, else None."""
+        reads = self._reads.get(rule.id)
+        if reads is None:
+            named: dict[str, list | None] = {}
+            for leaf in leaves(rule.when):
+                if isinstance(leaf, Has) and named.get(leaf.fact, []) is not None:
+                    values = named.setdefault(leaf.fact, [])
+                    values.extend(v for v in leaf.values if v not in values)
+                else:
+                    named[leaf.fact] = None
+            reads = self._reads[rule.id] = tuple(
+                (fact, None if values is None else tuple(values))
+                for fact, values in sorted(named.items()))
+        return reads
 
     def _keep(self, table: dict, key, value):
         if len(table) >= self.max_entries:
@@ -77,62 +77,63 @@ class ConsultMemo:
         table[key] = value
         return value
 
-    def _explain_parts(self, rule, facts: dict) -> list[tuple]:
-        """(unmet lines, reasons) of each part that does not hold, in order."""
-        found = []
-        memo = self._parts
+    def explain(self, rule, facts: dict) -> tuple[list[str], list[str]]:
+        """(`unmet(rule.when, facts, label)`, `reasons(rule.when, facts)`), from the memo."""
         get = facts.get
-        for kind, pid, part, prefix in self._plan(rule):
-            try:
-                if kind == _VALUE:
-                    key = (pid, _typed(get(part.fact, _ABSENT)))
-                    entry = memo.get(key)
-                    if entry is None:
-                        entry = self._keep(memo, key, self._compute(part, facts))
-                elif kind == _LIST:
-                    have = get(part.fact, ())
-                    key = (pid, tuple([v in have for v in part.values]))
-                    entry = memo.get(key)
-                    if entry is None:
-                        entry = self._compute(part, facts)
-                        entry = self._keep(memo, key, entry and (None, entry[1]))
-                    if entry:
-                        entry = ((_line(prefix, self._actual_words(part.fact, facts)),), entry[1])
+        key = [rule.id]
+        try:
+            for fact, values in self._reads_of(rule):
+                if values is None:
+                    key.append(_typed(get(fact, _ABSENT)))
                 else:
-                    if evaluate(part, facts):
-                        continue
-                    key = (pid, False)
-                    entry = memo.get(key)
-                    if entry is None:
-                        entry = self._keep(memo, key, self._compute(part, facts))
-            except TypeError:     # a value that cannot be a key (or tested): computed afresh
-                entry = self._compute(part, facts)
-            if entry:
-                found.append(entry)
-        return found
-
-    def _actual_words(self, fact: str, facts: dict) -> str:
-        value = facts.get(fact, _ABSENT)
-        key = (fact, _typed(value))
-        words = self._actual.get(key)
-        if words is None:
-            words = self._keep(self._actual, key, actual_words(fact, facts, self.label))
-        return words
-
-    def _compute(self, part, facts: dict) -> tuple:
-        lines = tuple(unmet(part, facts, self.label))
-        reasons = tuple(self.reasons_of(part, facts))
-        return (lines, reasons) if lines or reasons else _HOLDS
+                    have = get(fact, ())
+                    key.append(tuple([v in have for v in values]))
+            key = tuple(key)
+            found = self._explained.get(key)
+        except TypeError:        # a value that cannot be a key (or tested): computed afresh
+            lines, reasons = self._compute(rule, facts)
+            return self._fill(lines, facts), list(reasons)
+        if found is None:
+            found = self._keep(self._explained, key, self._compute(rule, facts))
+        lines, reasons = found
+        return self._fill(lines, facts), list(reasons)
 
     def unmet(self, rule, facts: dict) -> list[str]:
-        """`unmet(rule.when, facts, label)`, part by part from the memo."""
-        return [line for lines, _ in self._explain_parts(rule, facts) for line in lines]
+        """`unmet(rule.when, facts, label)`, from the memo."""
+        return self.explain(rule, facts)[0]
 
-    def explain(self, rule, facts: dict) -> tuple[list[str], list[str]]:
-        """(`unmet(rule.when, ...)`, `reasons(rule.when, ...)`) at once: one memo lookup a part."""
-        found = self._explain_parts(rule, facts)
-        return ([line for lines, _ in found for line in lines],
-                [reason for _, reasons in found for reason in reasons])
+    def _compute(self, rule, facts: dict) -> tuple[tuple, tuple]:
+        """The explanation, part by part: a failing list test's line is left as (its constant
+        words, the fact), since the line names the whole list."""
+        lines, reasons = [], []
+        for part in parts(rule.when):
+            if isinstance(part, Has):
+                if not evaluate(part, facts):
+                    lines.append((unmet_line(part, "", self.label), part.fact))
+            else:
+                lines.extend(unmet(part, facts, self.label))
+            reasons.extend(self.reasons_of(part, facts))
+        return tuple(lines), tuple(reasons)
+
+    def _fill(self, lines: tuple, facts: dict) -> list[str]:
+        out = []
+        for line in lines:
+            if line.__class__ is str:
+                out.append(line)
+                continue
+            prefix, fact = line
+            value = facts.get(fact, _ABSENT)
+            try:
+                key = (fact, _typed(value))
+                actual = self._actual.get(key)
+            except TypeError:
+                key = actual = None
+            if actual is None:
+                actual = actual_words(fact, facts, self.label)
+                if key is not None:
+                    self._keep(self._actual, key, actual)
+            out.append(prefix + (f"; {actual}" if actual else ""))   # conditions.unmet_line
+        return out
 
     # -- citations -----------------------------------------------------------------------------
     def cited(self, rule_id: str, compute: Callable[[], tuple[list, list]]) -> tuple[list, list]:
@@ -156,11 +157,6 @@ class PlainMemo(ConsultMemo):
 
     def cited(self, rule_id: str, compute: Callable[[], tuple[list, list]]) -> tuple[list, list]:
         return compute()
-
-
-def _line(prefix: str, actual: str) -> str:
-    """conditions.unmet_line, from its constant part."""
-    return prefix + (f"; {actual}" if actual else "")
 
 
 def _typed(value):
