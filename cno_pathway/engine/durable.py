@@ -287,6 +287,10 @@ class Engine:
         for fact, value, yes, no in self._static_flags:
             groups.setdefault(fact, []).append((value, yes, no))
         self._flag_groups = list(groups.items())
+        groups = {}
+        for fact, value, yes, no in self._derived_flags:
+            groups.setdefault(fact, []).append((value, yes, no))
+        self._derived_flag_groups = list(groups.items())
         self._text_memo: dict[tuple, str] = {}
         # staging rules that read a derived fact, and what they read of it: another round is
         # needed only when one that has not fired reads a value the last round added
@@ -350,8 +354,15 @@ class Engine:
                 parts.append(keys[name] + (_number_text(value) if name in numbers
                                            else _value_text(value)))
         get = facts.get
-        parts.extend([yes if value in get(fact, ()) else no
-                      for fact, value, yes, no in self._derived_flags])
+        for fact, flags in self._derived_flag_groups:
+            have = get(fact, ())
+            try:
+                text = self._kept((fact, tuple(have)),
+                                  lambda: ",".join([yes if value in have else no
+                                                    for value, yes, no in flags]))
+            except TypeError:         # unhashable values: written without the memo
+                text = ",".join([yes if value in have else no for value, yes, no in flags])
+            parts.append(text)
         return ",".join(parts) + "}"
 
     def _another_round(self, run: "_Run", before: dict) -> bool:
@@ -378,7 +389,11 @@ class Engine:
     # -- evaluation -----------------------------------------------------------------------
     def evaluate(self, facts: dict) -> Evaluation:
         """Run one patient's facts through the engine; the session is deleted afterwards."""
-        run = _Run({k: (list(v) if isinstance(v, list) else v) for k, v in facts.items()})
+        own = dict(facts)              # the caller's facts stay as given: staging adds to copies
+        for name in self._derived:
+            if isinstance(own.get(name), list):
+                own[name] = list(own[name])
+        run = _Run(own)
         static = self._static_text(run.facts)
         actions = self._actions
         with _LOCK:
