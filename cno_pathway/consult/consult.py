@@ -481,7 +481,8 @@ class Pathway:
 
     def _not_suggested_rules(self) -> list[tuple]:
         """(rule, section step, the fields of its "not suggested" entry that are the same for
-        every patient) for every suggestion rule, in the order "not suggested" lists them."""
+        every patient) for every suggestion rule, in the order "not suggested" lists them. An
+        authored why-not line is one of those fields."""
         found = self.__dict__.get("_not_suggested_order")
         if found is None:
             book = self.rulebook
@@ -490,11 +491,15 @@ class Pathway:
                 if rule.is_staging:
                     continue
                 section = book.sections[rule.stage]
-                found.append((rule, section.step, dict(
+                fields = dict(
                     rule=rule.id, title=rule.title, therapy=rule.suggest.therapy,
-                    kind=rule.suggest.kind, section=rule.stage,
+                    kind=rule.suggest.kind, section=rule.stage, unmet=[],
                     therapy_label=self._therapy_label(rule.suggest.therapy),
-                    section_label=section.label, step=section.step, where=rule.where)))
+                    section_label=section.label, step=section.step, where=rule.where,
+                    why_not="", why_not_authored=False, condition="")
+                if rule.why_not:
+                    fields["why_not"], fields["why_not_authored"] = why_not(rule, {}, book)
+                found.append((rule, section.step, fields))
         return found
 
     def _not_suggested(self, fired, facts, suggestions, *,
@@ -505,14 +510,24 @@ class Pathway:
                                                 if sec.name != "staging")
         shown = (current, current + 1)
         explain = self._memo.explain
+        lines = self.__dict__.setdefault("_why_not_lines", {})
+        words: dict[str, str] = {}           # fact -> its value in words, for this patient
         out = []
-        for rule, step, constants in self._not_suggested_rules():
+        for rule, step, fields in self._not_suggested_rules():
             if rule.id in fired or (not complete and step not in shown):
                 continue
-            unmet, reasons = explain(rule, facts)
-            line, authored = why_not(rule, facts, book, known=reasons)
-            out.append(NotSuggested(**constants, unmet=unmet, why_not=line,
-                                    why_not_authored=authored))
+            entry = NotSuggested.__new__(NotSuggested)     # the fields are complete: no __init__
+            entry.__dict__.update(fields)
+            entry.unmet, reasons = explain(rule, facts, words)
+            if not entry.why_not_authored:
+                # the line of a rule's reasons, kept by the reasons (a bounded few)
+                line = lines.get(reasons)
+                if line is None:
+                    if len(lines) >= 4096:
+                        lines.clear()
+                    line = lines[reasons] = why_not(rule, facts, book, known=list(reasons))[0]
+                entry.why_not = line
+            out.append(entry)
         scope = None if complete else [
             sec.label for sec in sorted(book.sections.values(), key=lambda s: s.step)
             if sec.step in shown and sec.name != "staging"]

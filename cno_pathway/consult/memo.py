@@ -77,12 +77,15 @@ class ConsultMemo:
         table[key] = value
         return value
 
-    def explain(self, rule, facts: dict) -> tuple[list[str], list[str]]:
-        """(`unmet(rule.when, facts, label)`, `reasons(rule.when, facts)`), from the memo."""
+    def explain(self, rule, facts: dict, words: dict | None = None) -> tuple[list[str], tuple[str, ...]]:
+        """(`unmet(rule.when, facts, label)`, `reasons(rule.when, facts)`), from the memo.
+        `words`: a dict the caller keeps for one set of facts (the words of each fact's value,
+        which the unmet lines of many rules repeat)."""
+        reads = self._reads.get(rule.id) or self._reads_of(rule)
         get = facts.get
         key = [rule.id]
         try:
-            for fact, values in self._reads_of(rule):
+            for fact, values in reads:
                 if values is None:
                     key.append(_typed(get(fact, _ABSENT)))
                 else:
@@ -92,11 +95,11 @@ class ConsultMemo:
             found = self._explained.get(key)
         except TypeError:        # a value that cannot be a key (or tested): computed afresh
             lines, reasons = self._compute(rule, facts)
-            return self._fill(lines, facts), list(reasons)
+            return self._fill(lines, facts, {}), reasons
         if found is None:
             found = self._keep(self._explained, key, self._compute(rule, facts))
         lines, reasons = found
-        return self._fill(lines, facts), list(reasons)
+        return self._fill(lines, facts, {} if words is None else words), reasons
 
     def unmet(self, rule, facts: dict) -> list[str]:
         """`unmet(rule.when, facts, label)`, from the memo."""
@@ -113,27 +116,37 @@ class ConsultMemo:
             else:
                 lines.extend(unmet(part, facts, self.label))
             reasons.extend(self.reasons_of(part, facts))
+        if all(line.__class__ is str for line in lines):
+            return list(lines), tuple(reasons)      # a list: nothing to fill in (see _fill)
         return tuple(lines), tuple(reasons)
 
-    def _fill(self, lines: tuple, facts: dict) -> list[str]:
+    def _fill(self, lines, facts: dict, words: dict) -> list[str]:
+        """The unmet lines, each list test's with the words of the list's value filled in. Lines
+        kept as a list have nothing to fill in."""
+        if lines.__class__ is list:
+            return lines.copy()
         out = []
         for line in lines:
             if line.__class__ is str:
                 out.append(line)
                 continue
             prefix, fact = line
-            value = facts.get(fact, _ABSENT)
-            try:
-                key = (fact, _typed(value))
-                actual = self._actual.get(key)
-            except TypeError:
-                key = actual = None
+            actual = words.get(fact)
             if actual is None:
-                actual = actual_words(fact, facts, self.label)
-                if key is not None:
-                    self._keep(self._actual, key, actual)
+                actual = words[fact] = self._actual_words(fact, facts)
             out.append(prefix + (f"; {actual}" if actual else ""))   # conditions.unmet_line
         return out
+
+    def _actual_words(self, fact: str, facts: dict) -> str:
+        """conditions.actual_words, kept by (fact, value)."""
+        try:
+            key = (fact, _typed(facts.get(fact, _ABSENT)))
+            actual = self._actual.get(key)
+        except TypeError:
+            return actual_words(fact, facts, self.label)
+        if actual is None:
+            actual = self._keep(self._actual, key, actual_words(fact, facts, self.label))
+        return actual
 
     # -- citations -----------------------------------------------------------------------------
     def cited(self, rule_id: str, compute: Callable[[], tuple[list, list]]) -> tuple[list, list]:
@@ -152,8 +165,8 @@ class PlainMemo(ConsultMemo):
     def unmet(self, rule, facts: dict) -> list[str]:
         return unmet(rule.when, facts, self.label)
 
-    def explain(self, rule, facts: dict) -> tuple[list[str], list[str]]:
-        return unmet(rule.when, facts, self.label), list(self.reasons_of(rule.when, facts))
+    def explain(self, rule, facts: dict, words: dict | None = None) -> tuple[list[str], tuple[str, ...]]:
+        return unmet(rule.when, facts, self.label), tuple(self.reasons_of(rule.when, facts))
 
     def cited(self, rule_id: str, compute: Callable[[], tuple[list, list]]) -> tuple[list, list]:
         return compute()
