@@ -292,6 +292,7 @@ class Engine:
             groups.setdefault(fact, []).append((value, yes, no))
         self._derived_flag_groups = list(groups.items())
         self._text_memo: dict[tuple, str] = {}
+        self._staging_reads = frozenset(leaf.fact for rule in staging for leaf in leaves(rule.when))
         # staging rules that read a derived fact, and what they read of it: another round is
         # needed only when one that has not fired reads a value the last round added
         self._watchers = []
@@ -318,13 +319,15 @@ class Engine:
             memo[key] = text
         return text
 
-    def _static_text(self, facts: dict) -> str:
-        """The part of a patient's fact that no round changes, as JSON members."""
+    def _static_text(self, facts: dict, only: frozenset | None = None) -> str:
+        """The part of a patient's fact that no round changes, as JSON members (of the facts
+        `only` names, when given)."""
         parts = []
         keys, numbers, derived, kept = self._scalar_keys, self._number_facts, self._derived, self._kept
         for name, value in facts.items():
             key = keys.get(name)
-            if key is None or value is None or name in derived:
+            if key is None or value is None or name in derived or (only is not None
+                                                                  and name not in only):
                 continue
             if name in numbers:
                 parts.append(kept((name, value.__class__, value),
@@ -333,6 +336,8 @@ class Engine:
                 parts.append(key + _value_text(value))
         get = facts.get
         for fact, flags in self._flag_groups:
+            if only is not None and fact not in only:
+                continue
             have = get(fact, ())
             try:
                 text = kept((fact, tuple(have)),
@@ -395,6 +400,9 @@ class Engine:
                 own[name] = list(own[name])
         run = _Run(own)
         static = self._static_text(run.facts)
+        # a fact in phase "derive" only meets staging rules (every other pattern asks for phase
+        # "suggest"): it carries only what they read, a third of the text the engine parses
+        staged = self._static_text(run.facts, self._staging_reads)
         actions = self._actions
         with _LOCK:
             rulesets = self._rulesets
@@ -405,7 +413,7 @@ class Engine:
             try:
                 first = rulesets[0]
                 touched.append(first)
-                names = first.matches(self._fact_text(static, run.facts, sid, "derive", 0))
+                names = first.matches(self._fact_text(staged, run.facts, sid, "derive", 0))
                 while True:
                     before = {fact: _copy(run.facts.get(fact)) for fact in self._derived}
                     _run_actions(actions, names, run)
@@ -414,7 +422,7 @@ class Engine:
                             and self._another_round(run, before)):
                         break
                     run.changed = False
-                    names = first.matches(self._fact_text(static, run.facts, sid, "derive",
+                    names = first.matches(self._fact_text(staged, run.facts, sid, "derive",
                                                           run.rounds))
                 final = self._fact_text(static, run.facts, sid, "suggest", run.rounds)
                 for ruleset in rulesets:
