@@ -96,3 +96,17 @@ def test_what_one_consult_changes_does_not_reach_the_next(pathway, gen):
         n.why_not = n.title = "changed"
     first.facts["stage"].append("changed")
     assert dumps_line(pathway.consult(profile).to_json()) == before
+
+
+def test_entries_built_without_init_have_every_field(pathway, gen):
+    """Suggestions and not-suggested entries are made from per-rule fields without their
+    dataclass __init__: each must still hold exactly the declared fields."""
+    import dataclasses
+
+    from cno_pathway.consult.consult import NotSuggested, Suggestion
+
+    for profile in _profiles(pathway, gen, 30, seed=41):
+        consult = pathway.consult(profile)
+        for items, cls in ((consult.suggestions, Suggestion), (consult.not_suggested, NotSuggested)):
+            names = {f.name for f in dataclasses.fields(cls)}
+            assert all(set(vars(item)) == names for item in items), cls.__name__

@@ -60,7 +60,7 @@ class Citation:
         """A shallow copy (what copy.copy gives, without its generic machinery): a consult
         numbers its own copies, the memo keeps the originals."""
         new = object.__new__(Citation)
-        new.__dict__.update(self.__dict__)
+        new.__dict__ = self.__dict__.copy()
         return new
 
     def to_json(self) -> dict:
@@ -306,7 +306,7 @@ class Pathway:
             suggestions=suggestions,
             not_suggested=not_suggested,
             outside_pathway=outside,
-            disclaimer=fill(book.messages.get("disclaimer", ""), populations=" and ".join(populations)),
+            disclaimer=self._disclaimer(" and ".join(populations)),
             grading={"scheme": self.library.grading.scheme, "reference": self.library.grading.reference,
                      "grades": self.library.grading.grades},
             evaluation=evaluation,
@@ -319,6 +319,15 @@ class Pathway:
         return consult
 
     # -- pieces ---------------------------------------------------------------------------
+    def _disclaimer(self, populations: str) -> str:
+        """The disclaimer for the populations of the evidence cited (a few combinations: kept)."""
+        kept = self.__dict__.setdefault("_disclaimers", {})
+        text = kept.get(populations)
+        if text is None:
+            text = kept[populations] = fill(self.rulebook.messages.get("disclaimer", ""),
+                                            populations=populations)
+        return text
+
     def _suggestion_constants(self, rule: Rule) -> dict:
         """The fields of a rule's suggestion that are the same for every patient, built once."""
         cache = self.__dict__.setdefault("_constants_of_suggestions", {})
@@ -335,7 +344,8 @@ class Pathway:
                 rationale=s.rationale, grade=grade,
                 grade_meaning=self.library.grading.meaning(grade),
                 section=rule.stage, section_label=section.label, step=section.step,
-                priority=rule.priority, where=rule.where, status=rule.status)
+                priority=rule.priority, where=rule.where, status=rule.status,
+                shown_with=None, urgent=False)
         return found
 
     def _suggestion(self, rule: Rule, profile: PatientProfile, facts: dict) -> Suggestion:
@@ -359,9 +369,14 @@ class Pathway:
                 f"{t.drug}: {t.response}" + (f" ({', '.join(t.adverse_events)})" if t.adverse_events else "")
                 for t in profile.treatments if vocab.class_of(t.drug) == drug_class and not_tolerated(t))
             notes.append(fill(book.messages.get("history_intolerance", ""), detail=detail))
-        return Suggestion(**constants, regimen=self._regimen(s.regimen, profile),
-                          citations=citations, notes=[n for n in notes if n],
-                          dose_citations=dose_citations)
+        suggestion = Suggestion.__new__(Suggestion)     # every field set here: no __init__
+        suggestion.__dict__ = constants.copy()
+        suggestion.regimen = self._regimen(s.regimen, profile)
+        suggestion.citations = citations
+        suggestion.dose_citations = dose_citations
+        suggestion.notes = [n for n in notes if n]
+        suggestion.alerts = []
+        return suggestion
 
     def _citations(self, cites, *, cited: list[Citation] | None = None) -> list[Citation]:
         """Numbered citations; a source cited again points at its first citation (for a dose's
@@ -517,7 +532,7 @@ class Pathway:
             if rule.id in fired or (not complete and step not in shown):
                 continue
             entry = NotSuggested.__new__(NotSuggested)     # the fields are complete: no __init__
-            entry.__dict__.update(fields)
+            entry.__dict__ = fields.copy()
             entry.unmet, reasons = explain(rule, facts, words)
             if not entry.why_not_authored:
                 # the line of a rule's reasons, kept by the reasons (a bounded few)

@@ -196,29 +196,32 @@ def _number_references(groups, pathway) -> list[Reference]:
     therapy); every citation gets its source's number in `ref`."""
     numbers: dict[str, int] = {}
     out: list[Reference] = []
-
-    def number(cite):
-        if cite.source not in numbers:
-            numbers[cite.source] = len(numbers) + 1
-            library = pathway.library
-            src = library.sources[cite.source]
-            texts = _cached(pathway, "vancouver", dict)
-            if src.id not in texts:
-                texts[src.id] = vancouver(src, library)
-            out.append(Reference(number=numbers[cite.source], source=src.id,
-                                 text=texts[src.id], doi=src.doi, url=src.url,
-                                 design=src.design, population=src.population, n=src.n))
-        cite.ref = numbers[cite.source]
-
+    sources = _cached(pathway, "reference fields", dict)   # source id -> Reference fields
     for _, items in groups:
         for s in items:
             for block in [s, *s.alerts]:
                 for cite in [*block.dose_citations, *block.citations]:
-                    number(cite)
-                quoted = {(c.source, c.finding) for c in block.citations}
-                for cite in block.dose_citations:
-                    cite.quoted_below = (cite.source, cite.finding) in quoted
+                    number = numbers.get(cite.source)
+                    if number is None:
+                        number = numbers[cite.source] = len(numbers) + 1
+                        fields = sources.get(cite.source) or _reference_fields(pathway, cite.source)
+                        out.append(Reference(number=number, **fields))
+                    cite.ref = number
+                if block.dose_citations:
+                    quoted = {(c.source, c.finding) for c in block.citations}
+                    for cite in block.dose_citations:
+                        cite.quoted_below = (cite.source, cite.finding) in quoted
     return out
+
+
+def _reference_fields(pathway, source_id: str) -> dict:
+    """A source's entry in the reference list but its number (built once per pathway)."""
+    library = pathway.library
+    src = library.sources[source_id]
+    fields = dict(source=src.id, text=vancouver(src, library), doi=src.doi, url=src.url,
+                  design=src.design, population=src.population, n=src.n)
+    _cached(pathway, "reference fields", dict)[source_id] = fields
+    return fields
 
 
 # -- the bottom line ------------------------------------------------------------------------------

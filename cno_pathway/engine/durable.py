@@ -319,25 +319,30 @@ class Engine:
             memo[key] = text
         return text
 
-    def _static_text(self, facts: dict, only: frozenset | None = None) -> str:
-        """The part of a patient's fact that no round changes, as JSON members (of the facts
-        `only` names, when given)."""
-        parts = []
+    def _static_text(self, facts: dict) -> str:
+        """The part of a patient's fact that no round changes, as JSON members."""
+        return self._static_texts(facts)[0]
+
+    def _static_texts(self, facts: dict) -> tuple[str, str]:
+        """The part of a patient's fact that no round changes, as JSON members: all of them,
+        and those of the facts staging rules read (a fact in phase "derive" only meets staging
+        rules, since every other pattern asks for phase "suggest")."""
+        every, staged = [], []
         keys, numbers, derived, kept = self._scalar_keys, self._number_facts, self._derived, self._kept
+        read = self._staging_reads
         for name, value in facts.items():
             key = keys.get(name)
-            if key is None or value is None or name in derived or (only is not None
-                                                                  and name not in only):
+            if key is None or value is None or name in derived:
                 continue
             if name in numbers:
-                parts.append(kept((name, value.__class__, value),
-                                  lambda: key + _number_text(value)))
+                text = kept((name, value.__class__, value), lambda: key + _number_text(value))
             else:
-                parts.append(key + _value_text(value))
+                text = key + _value_text(value)
+            every.append(text)
+            if name in read:
+                staged.append(text)
         get = facts.get
         for fact, flags in self._flag_groups:
-            if only is not None and fact not in only:
-                continue
             have = get(fact, ())
             try:
                 text = kept((fact, tuple(have)),
@@ -345,8 +350,10 @@ class Engine:
                                               for value, yes, no in flags]))
             except TypeError:         # unhashable values: written without the memo
                 text = ",".join([yes if value in have else no for value, yes, no in flags])
-            parts.append(text)
-        return ",".join(parts)
+            every.append(text)
+            if fact in read:
+                staged.append(text)
+        return ",".join(every), ",".join(staged)
 
     def _fact_text(self, static: str, facts: dict, sid: str, phase: str, gen: int) -> str:
         parts = [f'{{"sid":"{sid}","cno_kind":"patient","phase":"{phase}","gen":{gen}']
@@ -399,10 +406,7 @@ class Engine:
             if isinstance(own.get(name), list):
                 own[name] = list(own[name])
         run = _Run(own)
-        static = self._static_text(run.facts)
-        # a fact in phase "derive" only meets staging rules (every other pattern asks for phase
-        # "suggest"): it carries only what they read, a third of the text the engine parses
-        staged = self._static_text(run.facts, self._staging_reads)
+        static, staged = self._static_texts(run.facts)
         actions = self._actions
         with _LOCK:
             rulesets = self._rulesets
