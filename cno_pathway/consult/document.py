@@ -495,9 +495,18 @@ def _basis(consult, pathway, references) -> Basis:
     if profile.weight_kg is None and doses:
         names = _list(sorted({s.therapy_label or s.title for s in doses}))
         missing.append(f"{_words('weight_kg')}: not given, so doses of {names} are in mg/kg only")
-    not_read, words = _inputs(pathway, type(profile))
-    missing += [line for fact, line in not_read if fact not in facts]
-    used = sorted({words[f] for f in facts if f in words})
+    # the inputs used and missing depend only on which facts have a value: kept by their names
+    kept = _cached(pathway, "inputs by facts", dict)
+    key = (type(profile), *facts)
+    found = kept.get(key)
+    if found is None:
+        not_read, words = _inputs(pathway, type(profile))
+        if len(kept) >= 4096:
+            kept.clear()
+        found = kept[key] = ([line for fact, line in not_read if fact not in facts],
+                             sorted({words[f] for f in facts if f in words}))
+    missing += found[0]
+    used = list(found[1])
     populations = sorted({r.population for r in references})
     drafts = _cached(pathway, "drafts", lambda: sorted(r.id for r in book.active if r.status == "draft"))
     builtin = _cached(pathway, "builtin", lambda: _is_builtin(book.directory))
