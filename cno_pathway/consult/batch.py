@@ -177,22 +177,18 @@ def _no_duplicates(pairs):
 
 def parse_line(text: str) -> dict:
     """A line as JSON (RFC 8259: no NaN or Infinity, no duplicate keys, finite numbers)."""
-    data = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
-    for value in _numbers(data):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise ValueError("numbers must be finite")
+    infinite = []
+
+    def number(literal: str) -> float:      # 1e999 reads as inf: noted, refused once parsed
+        value = float(literal)
+        if not math.isfinite(value):
+            infinite.append(literal)
+        return value
+    data = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant,
+                      parse_float=number)
+    if infinite:
+        raise ValueError("numbers must be finite")
     return data
-
-
-def _numbers(node) -> Iterator:
-    if isinstance(node, dict):
-        for v in node.values():
-            yield from _numbers(v)
-    elif isinstance(node, list):
-        for v in node:
-            yield from _numbers(v)
-    else:
-        yield node
 
 
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3      # glibc's mallopt parameters
