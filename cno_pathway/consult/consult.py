@@ -24,7 +24,7 @@ from ..knowledge.formulary import Formulary, find_formulary, load_formulary
 from ..knowledge.regimens import ADULT_MESSAGES, dose_plan, population_problems
 from ..resources import rules_dir, seeds_dir
 from ..knowledge.rulebook import Rule, RuleBook, fill, load_rulebook
-from .document import KIND_ORDER, arrange, reasons, why_not
+from .document import KIND_ORDER, arrange, profile_extra, reasons, why_not
 from ..patient.durations import duration_words
 from ..wording import plain_number
 
@@ -312,7 +312,7 @@ class Pathway:
             evaluation=evaluation,
             explain=explain,
             not_suggested_scope=scope,
-            inputs_not_used=getattr(profile, "inputs_not_used", None),
+            inputs_not_used=profile_extra(profile, "inputs_not_used"),
             pathway=self,
         )
         consult.document = arrange(consult, self)

@@ -524,4 +524,10 @@ def _basis(consult, pathway, references) -> Basis:
                   "drafts_suggesting": [s.rule for s in consult.suggestions
                                         if book.by_id[s.rule].status == "draft"]},
         testing=testing,
-        as_of=getattr(consult.profile, "as_of", None))
+        as_of=profile_extra(consult.profile, "as_of"))
+
+
+def profile_extra(profile, name: str):
+    """What only some kinds of profile carry (a FHIR bundle's `inputs_not_used`, `as_of`): None
+    for the others, asked of the class (pydantic takes microseconds to refuse a missing one)."""
+    return getattr(profile, name) if hasattr(type(profile), name) else None
