@@ -34,7 +34,10 @@ Forward chaining: staging rules match the patient fact in phase "derive"; when t
 no more matches for a round's fact, the next round's fact is asserted if anything new was
 derived, else the final fact in phase "suggest", which the suggestion rules (in every
 ruleset) match. The fact is JSON text assembled once per patient (the members no round
-changes) plus the few members staging derives; key names are built once per rule base.
+changes) plus the few members staging derives; key names are built once per rule base, and the
+text of list-fact flags and numbers is kept by value. A fact in phase "derive" carries only the
+members staging rules read, and a next round is asserted only when a staging rule that has not
+fired reads a value the last round derived (a rule's match depends only on what it reads).
 """
 
 from __future__ import annotations
