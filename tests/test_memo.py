@@ -21,7 +21,7 @@ def test_memoised_explanations_are_the_computed_ones(fixture_pathway, vocab, gen
         for rule in book.active:
             assert memo.unmet(rule, facts) == unmet(rule.when, facts, book.label), rule.id
             checked += 1
-        assert len(memo._unmet) <= 50
+        assert memo.size <= 50
     assert checked > 1500
 
 

@@ -8,6 +8,7 @@ objects the templates only lay out, and the JSON contract other programs read.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from ..knowledge.formulary import Formulary, find_formulary, load_formulary
 from ..knowledge.regimens import ADULT_MESSAGES, dose_plan, population_problems
 from ..resources import rules_dir, seeds_dir
 from ..knowledge.rulebook import Rule, RuleBook, fill, load_rulebook
-from .document import KIND_ORDER, arrange
+from .document import KIND_ORDER, arrange, profile_extra, reasons, why_not
 from ..patient.durations import duration_words
 from ..wording import plain_number
 
@@ -54,6 +55,13 @@ class Citation:
     @property
     def doi_url(self) -> str | None:
         return f"https://doi.org/{self.doi}" if self.doi else None
+
+    def copy(self) -> "Citation":
+        """A shallow copy (what copy.copy gives, without its generic machinery): a consult
+        numbers its own copies, the memo keeps the originals."""
+        new = object.__new__(Citation)
+        new.__dict__ = self.__dict__.copy()
+        return new
 
     def to_json(self) -> dict:
         return {"number": self.number, "source": self.source, "finding": self.finding,
@@ -159,13 +167,28 @@ class Consult:
     grading: dict
     evaluation: Evaluation
     explain: bool = False
-    summary: list[SummaryLine] = field(default_factory=list)
-    treatments: list[str] = field(default_factory=list)   # one finished line per treatment
-    trace: list[TraceEntry] = field(default_factory=list)
     not_suggested_scope: list[str] | None = None   # section labels shown; None: every rule
     document: Any = None            # document.Document: bottom line, references, basis
     # what a FHIR intake could not use (interop/fhir.py); None for a profile given as such
     inputs_not_used: list[dict] | None = None
+    # the pathway that made the consult: the parts only a rendered page shows are built from it
+    # when first read (a batch writing JSON never reads them)
+    pathway: Any = field(default=None, repr=False, compare=False)
+
+    @cached_property
+    def summary(self) -> list[SummaryLine]:
+        """The patient as the consult's first lines (vocabulary labels)."""
+        return self.pathway._summary(self.profile)
+
+    @cached_property
+    def treatments(self) -> list[str]:
+        """One finished line per treatment."""
+        return self.pathway._treatments(self.profile)
+
+    @cached_property
+    def trace(self) -> list[TraceEntry]:
+        """The rules fired, in engine order."""
+        return self.pathway._trace(self.evaluation)
 
     @property
     def inputs_not_used_lines(self) -> list[str]:
@@ -224,7 +247,8 @@ class Pathway:
         self.formulary = formulary      # the hospital's maximum doses, when one is given
         self.value_order = {"stage": list(rulebook.vocabulary.stages)}
         self.engine = Engine(rulebook.active, self.value_order)
-        self._memo = ConsultMemo(rulebook.label)
+        self._memo = ConsultMemo(rulebook.label,
+                                 reasons=lambda cond, facts: reasons(cond, facts, rulebook))
 
     @classmethod
     def load(cls, rules: str | Path | None = None, seeds: str | Path | None = None,
@@ -282,21 +306,48 @@ class Pathway:
             suggestions=suggestions,
             not_suggested=not_suggested,
             outside_pathway=outside,
-            disclaimer=fill(book.messages.get("disclaimer", ""), populations=" and ".join(populations)),
+            disclaimer=self._disclaimer(" and ".join(populations)),
             grading={"scheme": self.library.grading.scheme, "reference": self.library.grading.reference,
                      "grades": self.library.grading.grades},
             evaluation=evaluation,
             explain=explain,
-            summary=self._summary(profile),
-            treatments=self._treatments(profile),
-            trace=self._trace(evaluation),
             not_suggested_scope=scope,
-            inputs_not_used=getattr(profile, "inputs_not_used", None),
+            inputs_not_used=profile_extra(profile, "inputs_not_used"),
+            pathway=self,
         )
         consult.document = arrange(consult, self)
         return consult
 
     # -- pieces ---------------------------------------------------------------------------
+    def _disclaimer(self, populations: str) -> str:
+        """The disclaimer for the populations of the evidence cited (a few combinations: kept)."""
+        kept = self.__dict__.setdefault("_disclaimers", {})
+        text = kept.get(populations)
+        if text is None:
+            text = kept[populations] = fill(self.rulebook.messages.get("disclaimer", ""),
+                                            populations=populations)
+        return text
+
+    def _suggestion_constants(self, rule: Rule) -> dict:
+        """The fields of a rule's suggestion that are the same for every patient, built once."""
+        cache = self.__dict__.setdefault("_constants_of_suggestions", {})
+        found = cache.get(rule.id)
+        if found is None:
+            book, vocab, s = self.rulebook, self.vocabulary, rule.suggest
+            drug_class = vocab.class_of(s.therapy)
+            section = book.sections[rule.stage]
+            grade = rule.evidence.grade if rule.evidence else ""
+            found = cache[rule.id] = dict(
+                rule=rule.id, kind=s.kind, title=rule.title, therapy=s.therapy,
+                therapy_label=self._therapy_label(s.therapy), drug_class=drug_class,
+                drug_class_label=vocab.drug_classes[drug_class].label if drug_class else None,
+                rationale=s.rationale, grade=grade,
+                grade_meaning=self.library.grading.meaning(grade),
+                section=rule.stage, section_label=section.label, step=section.step,
+                priority=rule.priority, where=rule.where, status=rule.status,
+                shown_with=None, urgent=False)
+        return found
+
     def _suggestion(self, rule: Rule, profile: PatientProfile, facts: dict) -> Suggestion:
         book, vocab = self.rulebook, self.vocabulary
         s = rule.suggest
@@ -305,8 +356,8 @@ class Pathway:
             regimen = self.rulebook.regimens.get(s.regimen) if s.regimen else None
             return citations, self._citations(regimen.cites if regimen else (), cited=citations)
         citations, dose_citations = self._memo.cited(rule.id, cite)
-        drug_class = vocab.class_of(s.therapy)
-        section = book.sections[rule.stage]
+        constants = self._suggestion_constants(rule)
+        drug_class = constants["drug_class"]
         notes = []
         if (profile.age_years >= ADULT_AGE and citations
                 and all(c.population == "pediatric" for c in citations)):
@@ -318,18 +369,14 @@ class Pathway:
                 f"{t.drug}: {t.response}" + (f" ({', '.join(t.adverse_events)})" if t.adverse_events else "")
                 for t in profile.treatments if vocab.class_of(t.drug) == drug_class and not_tolerated(t))
             notes.append(fill(book.messages.get("history_intolerance", ""), detail=detail))
-        grade = rule.evidence.grade if rule.evidence else ""
-        return Suggestion(
-            rule=rule.id, kind=s.kind, title=rule.title, therapy=s.therapy,
-            therapy_label=self._therapy_label(s.therapy),
-            drug_class=drug_class,
-            drug_class_label=vocab.drug_classes[drug_class].label if drug_class else None,
-            regimen=self._regimen(s.regimen, profile),
-            rationale=s.rationale, grade=grade,
-            grade_meaning=self.library.grading.meaning(grade), citations=citations,
-            section=rule.stage, section_label=section.label, step=section.step,
-            priority=rule.priority, where=rule.where, notes=[n for n in notes if n],
-            dose_citations=dose_citations, status=rule.status)
+        suggestion = Suggestion.__new__(Suggestion)     # every field set here: no __init__
+        suggestion.__dict__ = constants.copy()
+        suggestion.regimen = self._regimen(s.regimen, profile)
+        suggestion.citations = citations
+        suggestion.dose_citations = dose_citations
+        suggestion.notes = [n for n in notes if n]
+        suggestion.alerts = []
+        return suggestion
 
     def _citations(self, cites, *, cited: list[Citation] | None = None) -> list[Citation]:
         """Numbered citations; a source cited again points at its first citation (for a dose's
@@ -447,28 +494,58 @@ class Pathway:
                 kind=None if rule.is_staging else rule.suggest.kind))
         return out
 
+    def _not_suggested_rules(self) -> list[tuple]:
+        """(rule, section step, the fields of its "not suggested" entry that are the same for
+        every patient) for every suggestion rule, in the order "not suggested" lists them. An
+        authored why-not line is one of those fields."""
+        found = self.__dict__.get("_not_suggested_order")
+        if found is None:
+            book = self.rulebook
+            found = self._not_suggested_order = []
+            for rule in sorted(book.active, key=lambda r: (book.sections[r.stage].step, r.priority, r.id)):
+                if rule.is_staging:
+                    continue
+                section = book.sections[rule.stage]
+                fields = dict(
+                    rule=rule.id, title=rule.title, therapy=rule.suggest.therapy,
+                    kind=rule.suggest.kind, section=rule.stage, unmet=[],
+                    therapy_label=self._therapy_label(rule.suggest.therapy),
+                    section_label=section.label, step=section.step, where=rule.where,
+                    why_not="", why_not_authored=False, condition="")
+                if rule.why_not:
+                    fields["why_not"], fields["why_not_authored"] = why_not(rule, {}, book)
+                found.append((rule, section.step, fields))
+        return found
+
     def _not_suggested(self, fired, facts, suggestions, *,
                        complete: bool) -> tuple[list[NotSuggested], list[str] | None]:
         book = self.rulebook
         steps = [s.step for s in suggestions if s.section not in ("safety", "monitoring")]
         current = max(steps) if steps else min(sec.step for sec in book.sections.values()
                                                 if sec.name != "staging")
+        shown = (current, current + 1)
+        explain = self._memo.explain
+        lines = self.__dict__.setdefault("_why_not_lines", {})
+        words: dict[str, str] = {}           # fact -> its value in words, for this patient
         out = []
-        for rule in sorted(book.active, key=lambda r: (book.sections[r.stage].step, r.priority, r.id)):
-            if rule.is_staging or rule.id in fired:
+        for rule, step, fields in self._not_suggested_rules():
+            if rule.id in fired or (not complete and step not in shown):
                 continue
-            section = book.sections[rule.stage]
-            if not complete and section.step not in (current, current + 1):
-                continue
-            therapy = rule.suggest.therapy
-            out.append(NotSuggested(
-                rule=rule.id, title=rule.title, therapy=therapy, kind=rule.suggest.kind,
-                section=rule.stage, unmet=self._memo.unmet(rule, facts),
-                therapy_label=self._therapy_label(therapy),
-                section_label=section.label, step=section.step, where=rule.where))
+            entry = NotSuggested.__new__(NotSuggested)     # the fields are complete: no __init__
+            entry.__dict__ = fields.copy()
+            entry.unmet, reasons = explain(rule, facts, words)
+            if not entry.why_not_authored:
+                # the line of a rule's reasons, kept by the reasons (a bounded few)
+                line = lines.get(reasons)
+                if line is None:
+                    if len(lines) >= 4096:
+                        lines.clear()
+                    line = lines[reasons] = why_not(rule, facts, book, known=list(reasons))[0]
+                entry.why_not = line
+            out.append(entry)
         scope = None if complete else [
             sec.label for sec in sorted(book.sections.values(), key=lambda s: s.step)
-            if sec.step in (current, current + 1) and sec.name != "staging"]
+            if sec.step in shown and sec.name != "staging"]
         return out, scope
 
 

@@ -142,7 +142,8 @@ def arrange(consult, pathway) -> Document:
     conditions = _cached(pathway, "conditions", dict)
     for n in consult.not_suggested:
         rule = book.by_id[n.rule]
-        n.why_not, n.why_not_authored = why_not(rule, consult.facts, book)
+        if not n.why_not:               # the consult fills it in from its memo
+            n.why_not, n.why_not_authored = why_not(rule, consult.facts, book)
         if n.rule not in conditions:
             conditions[n.rule] = needs(rule.when, book)
         n.condition = conditions[n.rule]
@@ -195,29 +196,32 @@ def _number_references(groups, pathway) -> list[Reference]:
     therapy); every citation gets its source's number in `ref`."""
     numbers: dict[str, int] = {}
     out: list[Reference] = []
-
-    def number(cite):
-        if cite.source not in numbers:
-            numbers[cite.source] = len(numbers) + 1
-            library = pathway.library
-            src = library.sources[cite.source]
-            texts = _cached(pathway, "vancouver", dict)
-            if src.id not in texts:
-                texts[src.id] = vancouver(src, library)
-            out.append(Reference(number=numbers[cite.source], source=src.id,
-                                 text=texts[src.id], doi=src.doi, url=src.url,
-                                 design=src.design, population=src.population, n=src.n))
-        cite.ref = numbers[cite.source]
-
+    sources = _cached(pathway, "reference fields", dict)   # source id -> Reference fields
     for _, items in groups:
         for s in items:
             for block in [s, *s.alerts]:
                 for cite in [*block.dose_citations, *block.citations]:
-                    number(cite)
-                quoted = {(c.source, c.finding) for c in block.citations}
-                for cite in block.dose_citations:
-                    cite.quoted_below = (cite.source, cite.finding) in quoted
+                    number = numbers.get(cite.source)
+                    if number is None:
+                        number = numbers[cite.source] = len(numbers) + 1
+                        fields = sources.get(cite.source) or _reference_fields(pathway, cite.source)
+                        out.append(Reference(number=number, **fields))
+                    cite.ref = number
+                if block.dose_citations:
+                    quoted = {(c.source, c.finding) for c in block.citations}
+                    for cite in block.dose_citations:
+                        cite.quoted_below = (cite.source, cite.finding) in quoted
     return out
+
+
+def _reference_fields(pathway, source_id: str) -> dict:
+    """A source's entry in the reference list but its number (built once per pathway)."""
+    library = pathway.library
+    src = library.sources[source_id]
+    fields = dict(source=src.id, text=vancouver(src, library), doi=src.doi, url=src.url,
+                  design=src.design, population=src.population, n=src.n)
+    _cached(pathway, "reference fields", dict)[source_id] = fields
+    return fields
 
 
 # -- the bottom line ------------------------------------------------------------------------------
@@ -365,12 +369,13 @@ def needs(cond, book) -> str:
     return "always" if cond is None else _need(cond, book)
 
 
-def _reasons(cond, facts, book) -> list[str]:
-    """Why a condition does not hold for these facts: what the patient has instead."""
+def reasons(cond, facts, book) -> list[str]:
+    """Why a condition does not hold for these facts: what the patient has instead. A
+    conjunction's reasons are its parts' one after the other (consult/memo.py relies on it)."""
     if cond is None:
         return []
     if isinstance(cond, All):            # each part is checked once, by the recursion
-        return [r for c in cond.items for r in _reasons(c, facts, book)]
+        return [r for c in cond.items for r in reasons(c, facts, book)]
     if evaluate(cond, facts):
         return []
     if isinstance(cond, Any_):
@@ -407,13 +412,27 @@ def _reasons(cond, facts, book) -> list[str]:
     raise TypeError(cond)
 
 
-def why_not(rule, facts, book) -> tuple[str, bool]:
-    """(one short line, authored?) saying why a rule's option is not suggested."""
+def why_not(rule, facts, book, *, known: list[str] | None = None) -> tuple[str, bool]:
+    """(one short line, authored?) saying why a rule's option is not suggested. `known`:
+    `reasons(rule.when, facts, book)` when the caller has it already (from the memo)."""
     authored = getattr(rule, "why_not", "") or ""
     if authored:
-        return " ".join(authored.split()), True
-    reasons = list(dict.fromkeys(_reasons(rule.when, facts, book)))
-    return "; ".join(reasons) or "its condition does not hold", False
+        return _authored(authored), True
+    found = reasons(rule.when, facts, book) if known is None else known
+    return "; ".join(dict.fromkeys(found)) or "its condition does not hold", False
+
+
+_AUTHORED: dict[str, str] = {}
+
+
+def _authored(text: str) -> str:
+    """An authored why-not on one line (rule texts are few: kept)."""
+    line = _AUTHORED.get(text)
+    if line is None:
+        line = " ".join(text.split())
+        if len(_AUTHORED) < 4096:
+            _AUTHORED[text] = line
+    return line
 
 
 # -- basis of this consult ------------------------------------------------------------------------
@@ -450,30 +469,52 @@ def _testing(book) -> str:
             "exceed the evidence, and that no two rules conflict.")
 
 
+def _inputs(pathway, profile_type) -> tuple[list, dict]:
+    """What the basis says of each fact rules read, built once per pathway (and profile type):
+    [(fact, the line saying it is missing)] in order, and {fact: its words} for those used."""
+    def build():
+        fields = set(profile_type.model_fields)
+        missing, used = [], {}
+        for fact, rules in sorted(_readers(pathway).items()):
+            ftype = FACT_SCHEMA.get(fact)
+            if ftype is None or ftype.derived_by_rules:
+                continue
+            given = "not given" if fact.split(".")[0] in fields else "cannot be told from the profile"
+            missing.append((fact, f"{_words(fact)}: {given} (read by {', '.join(sorted(rules))})"))
+            used[fact] = _words(fact)
+        return missing, used
+    return _cached(pathway, ("inputs", profile_type), build)
+
+
 def _basis(consult, pathway, references) -> Basis:
     book = pathway.rulebook
     profile = consult.profile
     facts = consult.facts
-    readers = _readers(pathway)
     missing = []
     doses = [s for s in consult.suggestions if s.regimen and s.regimen.get("steps")]
     if profile.weight_kg is None and doses:
         names = _list(sorted({s.therapy_label or s.title for s in doses}))
         missing.append(f"{_words('weight_kg')}: not given, so doses of {names} are in mg/kg only")
-    fields = set(type(profile).model_fields)
-    for fact, rules in sorted(readers.items()):
-        ftype = FACT_SCHEMA.get(fact)
-        if fact in facts or ftype is None or ftype.derived_by_rules:
-            continue
-        given = "not given" if fact.split(".")[0] in fields else "cannot be told from the profile"
-        missing.append(f"{_words(fact)}: {given} (read by {', '.join(sorted(rules))})")
-    used = sorted({_words(f) for f in facts if f in readers and not FACT_SCHEMA[f].derived_by_rules})
+    # the inputs used and missing depend only on which facts have a value: kept by their names
+    kept = _cached(pathway, "inputs by facts", dict)
+    key = (type(profile), *facts)
+    found = kept.get(key)
+    if found is None:
+        not_read, words = _inputs(pathway, type(profile))
+        if len(kept) >= 4096:
+            kept.clear()
+        found = kept[key] = ([line for fact, line in not_read if fact not in facts],
+                             sorted({words[f] for f in facts if f in words}))
+    missing += found[0]
+    used = list(found[1])
     populations = sorted({r.population for r in references})
     drafts = _cached(pathway, "drafts", lambda: sorted(r.id for r in book.active if r.status == "draft"))
     builtin = _cached(pathway, "builtin", lambda: _is_builtin(book.directory))
     testing = _cached(pathway, "testing", lambda: _testing(book))
+    intended = _cached(pathway, "intended_use",
+                       lambda: " ".join(book.messages.get("intended_use", "").split()))
     return Basis(
-        intended_use=" ".join(book.messages.get("intended_use", "").split()),
+        intended_use=intended,
         evidence=[f"[{r.number}] {r.evidence}" for r in references],
         populations=populations,
         inputs_used=used,
@@ -483,4 +524,10 @@ def _basis(consult, pathway, references) -> Basis:
                   "drafts_suggesting": [s.rule for s in consult.suggestions
                                         if book.by_id[s.rule].status == "draft"]},
         testing=testing,
-        as_of=getattr(consult.profile, "as_of", None))
+        as_of=profile_extra(consult.profile, "as_of"))
+
+
+def profile_extra(profile, name: str):
+    """What only some kinds of profile carry (a FHIR bundle's `inputs_not_used`, `as_of`): None
+    for the others, asked of the class (pydantic takes microseconds to refuse a missing one)."""
+    return getattr(profile, name) if hasattr(type(profile), name) else None

@@ -34,7 +34,10 @@ Forward chaining: staging rules match the patient fact in phase "derive"; when t
 no more matches for a round's fact, the next round's fact is asserted if anything new was
 derived, else the final fact in phase "suggest", which the suggestion rules (in every
 ruleset) match. The fact is JSON text assembled once per patient (the members no round
-changes) plus the few members staging derives; key names are built once per rule base.
+changes) plus the few members staging derives; key names are built once per rule base, and the
+text of list-fact flags and numbers is kept by value. A fact in phase "derive" carries only the
+members staging rules read, and a next round is asserted only when a staging rule that has not
+fired reads a value the last round derived (a rule's match depends only on what it reads).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ import json
 import math
 import threading
 
-from ..knowledge.conditions import All, Any_, Compare, Condition, Has, Not, Presence
+from ..knowledge.conditions import All, Any_, Compare, Condition, Has, Not, Presence, leaves
 from ..errors import EngineError, RuleError
 from .driver import Ruleset
 from .evaluation import MAX_ROUNDS, Evaluation, add_derivation
@@ -54,6 +57,7 @@ from ..knowledge.rulebook import Rule
 MAX_RULES_PER_RULESET = 400
 MAX_ALPHA_PATHS = 60      # the engine's alpha match stack holds 64 pending nodes
 MAX_GROUPS = 15           # a pattern's expression sequence holds 31 entries, two per group
+_TEXT_MEMO = 4096          # entries of fact text kept (bounded: cleared when full)
 _SINK_PRI = 65500
 _SINK = "cno$sink"
 _KIND = {"cno_kind": "patient"}
@@ -280,22 +284,79 @@ class Engine:
         self._derived_flags = [(f, v, k + ":true", k + ":false") for f, v, k in flags
                                if f in self._derived]
         self._derived_scalars = sorted(name for name in self._derived if name in self._scalar_keys)
+        # the flags of one list fact, in the order above: their text is kept by the list's
+        # values (few distinct lists of features, classes, drugs...), as are scalar members
+        groups: dict[str, list] = {}
+        for fact, value, yes, no in self._static_flags:
+            groups.setdefault(fact, []).append((value, yes, no))
+        self._flag_groups = list(groups.items())
+        groups = {}
+        for fact, value, yes, no in self._derived_flags:
+            groups.setdefault(fact, []).append((value, yes, no))
+        self._derived_flag_groups = list(groups.items())
+        self._text_memo: dict[tuple, str] = {}
+        self._staging_reads = frozenset(leaf.fact for rule in staging for leaf in leaves(rule.when))
+        # staging rules that read a derived fact, and what they read of it: another round is
+        # needed only when one that has not fired reads a value the last round added
+        self._watchers = []
+        for rule in staging:
+            values, whole = set(), set()
+            for leaf in leaves(rule.when):
+                if leaf.fact not in self._derived:
+                    continue
+                if isinstance(leaf, Has):
+                    values.update((leaf.fact, v) for v in leaf.values)
+                else:
+                    whole.add(leaf.fact)
+            if values or whole:
+                self._watchers.append((rule.id, values, whole))
+
+    def _kept(self, key, build) -> str:
+        """Text for a key from the bounded memo of fact text."""
+        memo = self._text_memo
+        text = memo.get(key)
+        if text is None:
+            text = build()
+            if len(memo) >= _TEXT_MEMO:
+                memo.clear()
+            memo[key] = text
+        return text
 
     def _static_text(self, facts: dict) -> str:
         """The part of a patient's fact that no round changes, as JSON members."""
-        parts = []
-        keys, numbers = self._scalar_keys, self._number_facts
+        return self._static_texts(facts)[0]
+
+    def _static_texts(self, facts: dict) -> tuple[str, str]:
+        """The part of a patient's fact that no round changes, as JSON members: all of them,
+        and those of the facts staging rules read (a fact in phase "derive" only meets staging
+        rules, since every other pattern asks for phase "suggest")."""
+        every, staged = [], []
+        keys, numbers, derived, kept = self._scalar_keys, self._number_facts, self._derived, self._kept
+        read = self._staging_reads
         for name, value in facts.items():
             key = keys.get(name)
-            if key is None or value is None or name in self._derived:
+            if key is None or value is None or name in derived:
                 continue
             if name in numbers:
-                parts.append(key + _number_text(value))
+                text = kept((name, value.__class__, value), lambda: key + _number_text(value))
             else:
-                parts.append(key + _value_text(value))
-        for fact, value, yes, no in self._static_flags:
-            parts.append(yes if value in facts.get(fact, ()) else no)
-        return ",".join(parts)
+                text = key + _value_text(value)
+            every.append(text)
+            if name in read:
+                staged.append(text)
+        get = facts.get
+        for fact, flags in self._flag_groups:
+            have = get(fact, ())
+            try:
+                text = kept((fact, tuple(have)),
+                            lambda: ",".join([yes if value in have else no
+                                              for value, yes, no in flags]))
+            except TypeError:         # unhashable values: written without the memo
+                text = ",".join([yes if value in have else no for value, yes, no in flags])
+            every.append(text)
+            if fact in read:
+                staged.append(text)
+        return ",".join(every), ",".join(staged)
 
     def _fact_text(self, static: str, facts: dict, sid: str, phase: str, gen: int) -> str:
         parts = [f'{{"sid":"{sid}","cno_kind":"patient","phase":"{phase}","gen":{gen}']
@@ -308,9 +369,33 @@ class Engine:
                 parts.append(keys[name] + (_number_text(value) if name in numbers
                                            else _value_text(value)))
         get = facts.get
-        parts.extend([yes if value in get(fact, ()) else no
-                      for fact, value, yes, no in self._derived_flags])
+        for fact, flags in self._derived_flag_groups:
+            have = get(fact, ())
+            try:
+                text = self._kept((fact, tuple(have)),
+                                  lambda: ",".join([yes if value in have else no
+                                                    for value, yes, no in flags]))
+            except TypeError:         # unhashable values: written without the memo
+                text = ",".join([yes if value in have else no for value, yes, no in flags])
+            parts.append(text)
         return ",".join(parts) + "}"
+
+    def _another_round(self, run: "_Run", before: dict) -> bool:
+        """Whether a staging rule that has not fired reads something the last round derived
+        (`before`: each derived fact's values before the round). A rule's match depends only on
+        what it reads: one that did not match before, on unchanged inputs, does not match now."""
+        added, changed = set(), set()
+        for fact, old in before.items():
+            new = run.facts.get(fact)
+            if new != old:
+                if not (isinstance(new, list) and isinstance(old, list)):
+                    return True                       # not a list of values: assume it matters
+                changed.add(fact)
+                added.update((fact, v) for v in new if v not in old)
+        for rule_id, values, whole in self._watchers:
+            if rule_id not in run.fired_set and (whole & changed or not values.isdisjoint(added)):
+                return True
+        return False
 
     def _fact(self, facts: dict, sid: str, phase: str, gen: int) -> dict:
         """The fact as data (what _fact_text writes), for tests and for reading."""
@@ -319,8 +404,12 @@ class Engine:
     # -- evaluation -----------------------------------------------------------------------
     def evaluate(self, facts: dict) -> Evaluation:
         """Run one patient's facts through the engine; the session is deleted afterwards."""
-        run = _Run({k: (list(v) if isinstance(v, list) else v) for k, v in facts.items()})
-        static = self._static_text(run.facts)
+        own = dict(facts)              # the caller's facts stay as given: staging adds to copies
+        for name in self._derived:
+            if isinstance(own.get(name), list):
+                own[name] = list(own[name])
+        run = _Run(own)
+        static, staged = self._static_texts(run.facts)
         actions = self._actions
         with _LOCK:
             rulesets = self._rulesets
@@ -331,14 +420,16 @@ class Engine:
             try:
                 first = rulesets[0]
                 touched.append(first)
-                names = first.matches(self._fact_text(static, run.facts, sid, "derive", 0))
+                names = first.matches(self._fact_text(staged, run.facts, sid, "derive", 0))
                 while True:
+                    before = {fact: _copy(run.facts.get(fact)) for fact in self._derived}
                     _run_actions(actions, names, run)
                     run.rounds += 1
-                    if not (run.changed and run.rounds < MAX_ROUNDS):
+                    if not (run.changed and run.rounds < MAX_ROUNDS
+                            and self._another_round(run, before)):
                         break
                     run.changed = False
-                    names = first.matches(self._fact_text(static, run.facts, sid, "derive",
+                    names = first.matches(self._fact_text(staged, run.facts, sid, "derive",
                                                           run.rounds))
                 final = self._fact_text(static, run.facts, sid, "suggest", run.rounds)
                 for ruleset in rulesets:
@@ -392,6 +483,10 @@ def _run_actions(actions: dict, names: list[str], run: _Run) -> None:
             action(run)
         except Exception as exc:  # noqa: BLE001 - reported as the engine's failure
             raise EngineError(f"a rule action failed inside the engine: {name}: {exc}") from exc
+
+
+def _copy(value):
+    return list(value) if isinstance(value, list) else value
 
 
 _VALUE_TEXT: dict = {}

@@ -155,14 +155,23 @@ def describe(cond: Condition, label=lambda v: v) -> str:
 
 def _actual(cond: Condition, facts: dict, label) -> str:
     fact = getattr(cond, "fact", None)
-    if fact is None:
-        return ""
+    return "" if fact is None else actual_words(fact, facts, label)
+
+
+def actual_words(fact: str, facts: dict, label) -> str:
+    """What the patient has for one fact, in words: 'failed classes: NSAID', '... not stated'."""
     if fact not in facts:
         return f"{fact_words(fact)} not stated"
     value = facts[fact]
     if isinstance(value, list) and not value:
         return f"{fact_words(fact)}: none"
     return f"{fact_words(fact)}: {_value_words(value, label)}"
+
+
+def unmet_line(cond: Condition, actual: str, label=lambda v: v) -> str:
+    """The line `unmet` gives for one condition that is not a conjunction and does not hold,
+    with the patient's `actual` value in words ('' for a group)."""
+    return f"needs {describe(cond, label)}" + (f"; {actual}" if actual else "")
 
 
 def unmet(cond: Condition | None, facts: dict, label=lambda v: v) -> list[str]:
@@ -174,5 +183,4 @@ def unmet(cond: Condition | None, facts: dict, label=lambda v: v) -> list[str]:
         for item in cond.items:
             out.extend(unmet(item, facts, label))
         return out
-    actual = _actual(cond, facts, label)
-    return [f"needs {describe(cond, label)}" + (f"; {actual}" if actual else "")]
+    return [unmet_line(cond, _actual(cond, facts, label), label)]

@@ -98,7 +98,27 @@ _OUTCOME_FACTS = {"responding": "responding_classes", "stopped_in_remission": "s
 
 def _in_order(values, vocabulary: Vocabulary, kind: str) -> list[str]:
     """A list fact in vocabulary order, so the same facts come out whatever order they were given in."""
-    return [v for v in vocabulary.values(kind) if v in values]
+    if not values:
+        return []
+    return [v for v in _order(vocabulary, kind) if v in values]
+
+
+_ORDERS: dict[int, tuple] = {}
+
+
+def _order(vocabulary: Vocabulary, kind: str) -> tuple:
+    """The order of a vocabulary list, kept per loaded vocabulary (a vocabulary is not changed
+    once loaded; `values` builds, and for drugs sorts, a new list at each call)."""
+    found = _ORDERS.get(id(vocabulary))
+    if found is None or found[0] is not vocabulary:
+        if len(_ORDERS) >= 16:
+            _ORDERS.clear()
+        found = _ORDERS[id(vocabulary)] = (vocabulary, {})
+    orders = found[1]
+    order = orders.get(kind)
+    if order is None:
+        order = orders[kind] = tuple(vocabulary.values(kind))
+    return order
 
 
 def _history(profile: PatientProfile, vocabulary: Vocabulary) -> dict:
@@ -130,8 +150,8 @@ def _history(profile: PatientProfile, vocabulary: Vocabulary) -> dict:
             groups["ongoing_drugs"].add(t.drug)
     out: dict = {}
     for name, values in groups.items():
-        order = vocabulary.values(FACT_SCHEMA[name].vocabulary)
-        out[name] = [v for v in order if v in values]
+        out[name] = ([v for v in _order(vocabulary, FACT_SCHEMA[name].vocabulary) if v in values]
+                     if values else [])
     out["failed_class_count"] = len(out["failed_classes"])
     out["responding_class_count"] = len(out["responding_classes"])
     out["intolerance_count"] = sum(1 for t in profile.treatments if not_tolerated(t))
