@@ -174,9 +174,9 @@ def _best(runs: int, **work) -> dict[str, float]:
 def bench_batch(n: int, big: int):
     from cno_pathway.consult.consult import Pathway
     from cno_pathway.consult.jsonout import dumps_line, slow_line
-    from cno_pathway.consult.memo import ConsultMemo
+    from cno_pathway.consult.document import reasons
+    from cno_pathway.consult.memo import PlainMemo
     from cno_pathway.engine import durable as adapter
-    from cno_pathway.knowledge.conditions import unmet
     from cno_pathway.patient.facts import derive_facts
     from cno_pathway.patient.profile import validate_profile
 
@@ -227,14 +227,9 @@ def bench_batch(n: int, big: int):
                 assert (a.fired, a.facts) == (b.fired, b.facts), "the two adapters disagree"
             work["host"] = lambda: [old.evaluate(f) for f in facts]
 
-        class NoMemo(ConsultMemo):
-            def unmet(self, rule, facts):
-                return unmet(rule.when, facts, self.label)
-
-            def cited(self, rule_id, compute):
-                return compute()
+        no_memo = PlainMemo(pathway.rulebook.label,
+                            reasons=lambda cond, facts: reasons(cond, facts, pathway.rulebook))
         memo = pathway._memo
-        no_memo = NoMemo(pathway.rulebook.label)
 
         def consult_with(m):
             def run():
