@@ -379,3 +379,26 @@ def test_a_batch_reads_its_input_in_flat_memory(fixture_env, vocab, gen, tmp_pat
                               timeout=300, env=dict(os.environ, **fixture_env), check=True)
         peaks[path.name] = int(proc.stdout)
     assert peaks["large.jsonl"] < peaks["small.jsonl"] * 1.25
+
+
+def test_a_short_write_is_completed():
+    """A buffered writer interrupted by a signal on a full pipe may take only part of a line
+    (Ctrl-C lets the line under way finish, so nothing raises): the rest is written too.
+    Without it, Ctrl-C cut the last line in about one run in five of the test above."""
+    from cno_pathway.commands.batch import write_all
+
+    class Stingy(io.RawIOBase):
+        def __init__(self):
+            self.got = bytearray()
+
+        def writable(self):
+            return True
+
+        def write(self, data):
+            taken = bytes(data[:7])
+            self.got += taken
+            return len(taken)
+    out = Stingy()
+    line = b'{"id":"p1","text":"' + b"x" * 100 + b'"}\n'
+    write_all(out, line)
+    assert bytes(out.got) == line

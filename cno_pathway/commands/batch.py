@@ -70,7 +70,7 @@ def batch(file, summary, jobs, dask_address, progress, rules_dir, formulary, as_
                 bar.clear()
             sys.stderr.write(f"cno-pathway: error: {outcome.error}\n")
         elif outcome.payload is not None:
-            out.write(outcome.payload)
+            write_all(out, outcome.payload)
         if bar:
             bar.tick()
 
@@ -124,6 +124,21 @@ def batch(file, summary, jobs, dask_address, progress, rules_dir, formulary, as_
     if result.failed:
         click.echo(f"cno-pathway: {_failed_line(result)}", err=True)
         sys.exit(2)
+
+
+def write_all(out, data: bytes) -> None:
+    """Write every byte of `data`. A buffered writer blocked on a full pipe can return a short
+    count when a signal arrives (our Ctrl-C handler lets the line under way finish, so nothing
+    raises): the rest is written too, or the last line would be cut."""
+    view = memoryview(data)
+    while view:
+        written = out.write(view)
+        if written is None:            # a non-blocking stream took nothing: wait until it can
+            import select
+
+            select.select([], [out], [])
+            continue
+        view = view[written:]
 
 
 def _failed_line(result: BatchResult) -> str:
