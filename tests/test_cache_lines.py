@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from cno_pathway.knowledge.cache import TreeLines, _decode, _encode, entry_key
+from cno_pathway.knowledge.cache import CachedDocument, TreeLines, _decode, _encode, entry_key
 from cno_pathway.yamlio import Document, parse_document
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,8 +67,10 @@ def test_every_lookup_equals_the_fresh_parse(path):
         assert (probe in cached.lines) == (probe in fresh.lines), probe
         assert cached.line(probe) == fresh.line(probe), probe
         assert cached.line(list(probe)) == fresh.line(probe), probe
+        # the generic lookup (Document.line over the mapping) agrees with the one-walk lookup
+        assert Document.line(cached, probe) == fresh.line(probe), probe
     assert dict(cached.lines) == fresh.lines and len(cached.lines) == len(fresh.lines)
-    assert cached == fresh
+    assert (cached.data, cached.source) == (fresh.data, fresh.source)
 
 
 def test_a_list_document_and_a_scalar_document():
@@ -86,9 +88,10 @@ def test_a_list_document_and_a_scalar_document():
 ])
 def test_a_tree_of_the_wrong_shape_reads_as_unknown_lines(tree):
     lines = TreeLines(tree, 1)
-    doc = Document(data={"a": {"b": 1}}, source="x", lines=lines)
+    doc = CachedDocument(data={"a": {"b": 1}}, source="x", lines=lines)
     for probe in [("a",), ("a", "b"), ("a", 1), (0,), (0, 1)]:
         assert doc.line(probe) in (1, 3, 4, 5), probe   # a whole number, the top's or a stored one
+        assert doc.line(probe) == Document.line(doc, probe), probe
     assert doc.line(("a", "b")) in (1, 3)
     assert ("a",) not in lines or lines[("a",)] == 3
     with pytest.raises(KeyError):

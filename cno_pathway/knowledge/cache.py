@@ -218,55 +218,53 @@ def _as_lists(node):
 
 
 class TreeLines(Mapping):
-    """A cached document's {path: line}, read from the stored tree a path at a time; the same
-    answers as the dict a fresh parse builds. A stored line that is not a whole number (or a tree
-    of the wrong shape) reads as absent: the message names the nearest line that is known."""
+    """A cached document's {path: line}, read from the stored tree; the same answers as the dict
+    a fresh parse builds. A stored line that is not a whole number (or a node of the wrong
+    shape) reads as absent: a message then names the nearest line that is known."""
 
-    __slots__ = ("_tree", "_top", "_flat", "_entries")
+    __slots__ = ("_tree", "_top", "_flat")
 
     def __init__(self, tree: dict | list | None, top: int | None):
         self._tree = tree
         self._top = top
         self._flat: dict | None = None
-        # path -> its entry, for the paths asked so far: a parser asks for a value's line after
-        # its parent's, so each lookup is one step from one it made before
-        self._entries: dict[tuple, list | None] = {}
 
-    def _entry(self, path: tuple):
-        """The [line, node] entry of a non-empty path, or None."""
-        try:
-            return self._entries[path]
-        except KeyError:
-            pass
+    def nearest(self, path: tuple) -> int | None:
+        """The line of `path`, else of its nearest ancestor that has one (Document.line), in
+        one walk down the tree."""
+        line = self._top
         node = self._tree
-        if len(path) > 1:
-            parent = self._entry(path[:-1])
-            node = parent[1] if parent is not None else None
-        part = path[-1]
-        kind = type(part)
-        if kind is str and type(node) is dict:
-            entry = node.get(part)
-        elif kind is int and type(node) is list and 0 <= part < len(node):
-            entry = node[part]
-        else:
-            entry = None
-        if type(entry) is not list or len(entry) != 2:
-            entry = None
-        self._entries[path] = entry
-        return entry
+        for part in path:
+            kind = type(part)
+            if kind is str and type(node) is dict:
+                entry = node.get(part)
+            elif kind is int and type(node) is list and 0 <= part < len(node):
+                entry = node[part]
+            else:
+                break
+            if type(entry) is not list or len(entry) != 2:
+                break
+            if type(entry[0]) is int:
+                line = entry[0]
+            node = entry[1]
+        return line
 
     def _find(self, path) -> int | None:
         if type(path) is not tuple:
             return None
-        if not path:
-            return self._top
-        try:
-            entry = self._entry(path)
-        except TypeError:  # a part that is no key (a list): no such path
-            return None
-        if entry is None:
-            return None
-        line = entry[0]
+        line = self._top
+        node = self._tree
+        for part in path:
+            kind = type(part)
+            if kind is str and type(node) is dict:
+                entry = node.get(part)
+            elif kind is int and type(node) is list and 0 <= part < len(node):
+                entry = node[part]
+            else:
+                return None
+            if type(entry) is not list or len(entry) != 2:
+                return None
+            line, node = entry
         return line if type(line) is int else None
 
     def __getitem__(self, path) -> int:
@@ -307,6 +305,17 @@ class TreeLines(Mapping):
         return len(self._all())
 
 
+class CachedDocument(Document):
+    """A Document read from the cache: its lines are a TreeLines, and line() asks it in one walk
+    (a parser asks for some 1,200 lines per load, many of them nearest-ancestor lookups)."""
+
+    def line(self, path: tuple | list) -> int | None:
+        lines = self.lines
+        if isinstance(lines, TreeLines):
+            return lines.nearest(tuple(path))
+        return super().line(path)
+
+
 def _encode(doc: Document, key: str) -> bytes:
     tree, top = _line_tree(doc.lines)
     payload = json.dumps({"data": doc.data, "lines": tree, "top": top},
@@ -338,7 +347,7 @@ def _decode(blob: bytes, key: str, label: str) -> Document | None:
         tree, top = body["lines"], body["top"]
         if type(tree) not in (dict, list, type(None)) or (top is not None and type(top) is not int):
             return None
-        return Document(data=body["data"], source=label, lines=TreeLines(tree, top))
+        return CachedDocument(data=body["data"], source=label, lines=TreeLines(tree, top))
     except (ValueError, TypeError, KeyError, RecursionError, AttributeError):
         return None
 
