@@ -16,7 +16,6 @@ hospital wrote that cannot be honoured is an error naming file:line, never a sil
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +106,8 @@ def load_formulary(path: Path | str, vocabulary: Vocabulary) -> Formulary:
             fail(f"{drug!r} is a drug class: a maximum is per drug (one of {', '.join(drugs)})",
                  p + ("drug",), f"{where}.drug")
         if name_ not in vocabulary.drug_to_class:
+            import difflib  # only for a message: not imported at every start
+
             close = difflib.get_close_matches(name_, drugs, n=3, cutoff=0.6)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             fail(f"unknown drug {drug!r}{hint} (allowed: {', '.join(drugs)})", p + ("drug",),

@@ -8,7 +8,6 @@ and rule id. Semantic checks across rules (citations, grades, conflicts) live in
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -297,6 +296,13 @@ def _parse_meta(doc: Document):
     return sections, defaults, str(data.get("name", "")), str(data.get("version", "0")), messages
 
 
+def _close(word, choices, n):
+    """Did-you-mean candidates (difflib imported only when a message needs them)."""
+    import difflib
+
+    return difflib.get_close_matches(str(word)[:100], list(choices), n=n)
+
+
 class _RuleParser:
     def __init__(self, doc: Document, vocabulary: Vocabulary, sections: dict):
         self.doc = doc
@@ -310,7 +316,7 @@ class _RuleParser:
     def keys(self, mapping: dict, allowed: set, path: tuple, what: str):
         for key in mapping:
             if key not in allowed:
-                close = difflib.get_close_matches(str(key)[:100], sorted(allowed), n=1)
+                close = _close(key, sorted(allowed), 1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 self.fail(f"unknown key {bounded(key)} in {what}{hint} (allowed: {', '.join(sorted(allowed))})",
                           path + (key,))
@@ -432,7 +438,7 @@ class _RuleParser:
     # -- conditions -----------------------------------------------------------------------
     def fact(self, name, path):
         if not isinstance(name, str) or name not in FACT_SCHEMA:
-            close = difflib.get_close_matches(str(name)[:100], list(FACT_SCHEMA), n=3)
+            close = _close(name, FACT_SCHEMA, 3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             self.fail(f"unknown fact {bounded(name)}{hint}", path)
         return FACT_SCHEMA[name]
@@ -468,7 +474,7 @@ class _RuleParser:
         op, arg = next(iter(raw.items()))
         line = self.doc.line(path + (op,))
         if op not in OPERATORS:
-            close = difflib.get_close_matches(str(op)[:100], OPERATORS, n=1)
+            close = _close(op, OPERATORS, 1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             self.fail(f"unknown operator {bounded(op)}{hint} (allowed: {', '.join(OPERATORS)})", path + (op,))
         p = path + (op,)

@@ -7,7 +7,6 @@ the closest known names.
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,6 +98,8 @@ class Vocabulary:
         name = canonical(value)
         if name in allowed:
             return name
+        import difflib  # only for a message: not imported at every start
+
         close = difflib.get_close_matches(name, allowed, n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ValueError(f"unknown {_SINGULAR.get(kind, kind)} {bounded(value)}{hint} "
