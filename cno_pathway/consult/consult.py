@@ -32,6 +32,8 @@ SCHEMA = "cno-pathway/consult/1"
 
 @dataclass
 class Citation:
+    """A quoted passage as the consult cites it, numbered."""
+
     number: int
     source: str
     finding: str
@@ -64,6 +66,8 @@ class Citation:
 
 @dataclass
 class Suggestion:
+    """One finished suggestion: rule, therapy, dose, grade and citations."""
+
     rule: str
     kind: str
     title: str
@@ -104,6 +108,8 @@ class Suggestion:
 
 @dataclass
 class NotSuggested:
+    """A rule that did not fire, and the conditions it missed."""
+
     rule: str
     title: str
     therapy: str | None
@@ -146,6 +152,8 @@ class SummaryLine:
 
 @dataclass
 class Consult:
+    """One patient's finished consult: what the templates lay out and JSON holds."""
+
     profile: PatientProfile
     facts: dict
     stage: list[str]

@@ -36,6 +36,8 @@ class FormularyError(InputError):
 
 @dataclass(frozen=True)
 class Maximum:
+    """A hospital's maximum dose of one drug, with its reference."""
+
     drug: str
     max_mg: float
     per: str
@@ -45,6 +47,8 @@ class Maximum:
 
 @dataclass(frozen=True)
 class Formulary:
+    """A local formulary: the maximum doses computed doses are capped at."""
+
     name: str
     file: str
     maxima: dict[tuple[str, str], Maximum]     # (drug, per) -> the maximum

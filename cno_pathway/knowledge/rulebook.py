@@ -45,6 +45,8 @@ _TEST_KEYS = {"fires", "silent"}
 
 @dataclass(frozen=True)
 class Suggest:
+    """What a suggestion rule proposes: its kind, therapy, regimen and rationale."""
+
     kind: str
     therapy: str | None
     regimen: str | None
@@ -53,12 +55,16 @@ class Suggest:
 
 @dataclass(frozen=True)
 class Evidence:
+    """A rule's grade and the findings it cites ('source#finding')."""
+
     grade: str
     cites: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class RuleTest:
+    """A profile the rule must fire on, or stay silent on (`rules test`)."""
+
     expect: str            # "fires" | "silent"
     profile: dict          # partial profile, completed from the rulebook's test defaults
     line: int | None
@@ -66,6 +72,8 @@ class RuleTest:
 
 @dataclass(frozen=True)
 class Rule:
+    """One parsed rule, with the file and line it was written at."""
+
     id: str
     title: str
     status: str
@@ -92,6 +100,8 @@ class Rule:
 
 @dataclass
 class Section:
+    """A pathway section (stage) of rulebook.yaml: its step number and label."""
+
     name: str
     step: int
     label: str

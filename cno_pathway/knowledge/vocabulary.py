@@ -41,6 +41,8 @@ def canonical(name: str) -> str:
 
 @dataclass(frozen=True)
 class DrugClass:
+    """A drug class: its label, drugs and what counts as an adequate trial."""
+
     name: str
     label: str
     drugs: tuple[str, ...]
@@ -50,6 +52,8 @@ class DrugClass:
 
 @dataclass(frozen=True)
 class Stage:
+    """A treatment stage the staging rules derive, with its step and label."""
+
     name: str
     step: int
     label: str
