@@ -39,10 +39,12 @@ from ..yamlio import Document, knowledge_snapshot
 T = TypeVar("T")
 
 FORMAT = "cno-pathway/document-cache/2"
+OBJECT_FORMAT = "cno-pathway/knowledge-cache/1"
 PRUNE_DAYS = 30
 MAX_ENTRIES = 500
 MAX_ENTRY_BYTES = 64 * 1024 * 1024
 _PREFIX = "doc-"
+_OBJECT_PREFIX = "kb-"
 
 
 def cache_dir() -> Path | None:
@@ -97,15 +99,13 @@ class DocumentStore:
         except OSError:
             return False
 
-    def _path(self, key: str) -> Path:
-        return self.where / f"{_PREFIX}{key}.json"
+    def _path(self, key: str, prefix: str = _PREFIX) -> Path:
+        return self.where / f"{prefix}{key}.json"
 
-    def load(self, raw: bytes, label: str) -> Document | None:
-        if not self.usable:
-            return None
-        key = entry_key(raw)
+    def _read(self, path: Path) -> bytes | None:
+        """An entry's bytes, if it is a regular file of ours that others cannot write."""
         try:
-            fd = os.open(self._path(key), os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0)
                          | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0))
         except OSError:
             return None
@@ -115,21 +115,16 @@ class DocumentStore:
                     or info.st_mode & 0o022 or info.st_size > MAX_ENTRY_BYTES):
                 return None
             with os.fdopen(fd, "rb", closefd=False) as handle:
-                blob = handle.read(MAX_ENTRY_BYTES + 1)
+                return handle.read(MAX_ENTRY_BYTES + 1)
         except OSError:
             return None
         finally:
             os.close(fd)
-        return _decode(blob, key, label)
 
-    def save(self, raw: bytes, doc: Document) -> None:
-        if not self.usable:
-            return
-        key = entry_key(raw)
-        path = self._path(key)
+    def _write(self, path: Path, make_blob: Callable[[], bytes]) -> None:
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         try:
-            blob = _encode(doc, key)
+            blob = make_blob()
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
             try:
                 with os.fdopen(fd, "wb", closefd=False) as handle:
@@ -144,6 +139,42 @@ class DocumentStore:
                 os.unlink(tmp)
             except OSError:
                 pass
+
+    def load(self, raw: bytes, label: str) -> Document | None:
+        if not self.usable:
+            return None
+        key = entry_key(raw)
+        blob = self._read(self._path(key))
+        return None if blob is None else _decode(blob, key, label)
+
+    def save(self, raw: bytes, doc: Document) -> None:
+        if self.usable:
+            key = entry_key(raw)
+            self._write(self._path(key), lambda: _encode(doc, key))
+
+    def load_objects(self, key: str):
+        """The knowledge objects stored under `key` (knowledge/plain.py), or None."""
+        if not self.usable:
+            return None
+        blob = self._read(self._path(key, _OBJECT_PREFIX))
+        if blob is None:
+            return None
+        from .plain import decode
+
+        payload = _checked_payload(blob, key, OBJECT_FORMAT)
+        if payload is None:
+            return None
+        try:
+            return decode(orjson.loads(payload))
+        except (ValueError, TypeError, KeyError, RecursionError, AttributeError):
+            return None
+
+    def save_objects(self, key: str, objects) -> None:
+        if self.usable:
+            from .plain import encode
+
+            self._write(self._path(key, _OBJECT_PREFIX),
+                        lambda: _framed(orjson.dumps(encode(objects)), key, OBJECT_FORMAT))
 
     def prune(self, now: float | None = None) -> None:
         """Delete entries unused for PRUNE_DAYS, the oldest beyond MAX_ENTRIES, and the pickles and
@@ -168,7 +199,7 @@ class DocumentStore:
                         os.rmdir(entry.path)
                     except OSError:
                         pass
-                elif name.startswith(_PREFIX) and name.endswith(".json"):
+                elif name.startswith((_PREFIX, _OBJECT_PREFIX)) and name.endswith(".json"):
                     entries.append((max(info.st_mtime, info.st_atime), entry.path))
             entries.sort(reverse=True)
             for index, (used, path) in enumerate(entries):
@@ -316,13 +347,32 @@ class CachedDocument(Document):
         return super().line(path)
 
 
+def _framed(payload: bytes, key: str, fmt: str) -> bytes:
+    """An entry: a header line naming its format, its key and its payload's checksum."""
+    header = json.dumps({"format": fmt, "key": key,
+                         "sha256": hashlib.sha256(payload).hexdigest()}).encode("ascii")
+    return header + b"\n" + payload
+
+
+def _checked_payload(blob: bytes, key: str, fmt: str) -> bytes | None:
+    """The payload of an entry whose header names this format and key and whose checksum holds."""
+    header, sep, payload = blob.partition(b"\n")
+    try:
+        meta = json.loads(header)
+    except (ValueError, RecursionError):
+        return None
+    if (not sep or not isinstance(meta, dict) or meta.get("format") != fmt
+            or meta.get("key") != key
+            or meta.get("sha256") != hashlib.sha256(payload).hexdigest()):
+        return None
+    return payload
+
+
 def _encode(doc: Document, key: str) -> bytes:
     tree, top = _line_tree(doc.lines)
     payload = json.dumps({"data": doc.data, "lines": tree, "top": top},
                          ensure_ascii=True, allow_nan=True, separators=(",", ":")).encode("ascii")
-    header = json.dumps({"format": FORMAT, "key": key,
-                         "sha256": hashlib.sha256(payload).hexdigest()}).encode("ascii")
-    return header + b"\n" + payload
+    return _framed(payload, key, FORMAT)
 
 
 def _loads(payload: bytes):
@@ -336,13 +386,10 @@ def _loads(payload: bytes):
 
 def _decode(blob: bytes, key: str, label: str) -> Document | None:
     """The Document in an entry, or None if anything about it is off."""
-    header, sep, payload = blob.partition(b"\n")
+    payload = _checked_payload(blob, key, FORMAT)
+    if payload is None:
+        return None
     try:
-        meta = json.loads(header)
-        if (not sep or not isinstance(meta, dict) or meta.get("format") != FORMAT
-                or meta.get("key") != key
-                or meta.get("sha256") != hashlib.sha256(payload).hexdigest()):
-            return None
         body = _loads(payload)
         tree, top = body["lines"], body["top"]
         if type(tree) not in (dict, list, type(None)) or (top is not None and type(top) is not int):
@@ -355,18 +402,68 @@ def _decode(blob: bytes, key: str, label: str) -> Document | None:
 @contextmanager
 def document_cache():
     """Inside: rule and evidence files are read once each, and parsed from the cache when these
-    bytes were parsed before."""
+    bytes were parsed before. Yields the store (None when the cache is off or unusable)."""
     where = cache_dir()
     store = DocumentStore(where) if where is not None else None
     with knowledge_snapshot(store):
-        yield
+        yield store if store is not None and store.usable else None
     if store is not None and store.wrote:
         store.prune()
 
 
 def cached(directories: list[Path], build: Callable[[], T], kind: str = "knowledge") -> T:
     """build() with the document cache on: the parse of each file it reads may come from the
-    cache; everything built from the parse is built afresh every time. (`directories` and
-    `kind` are kept for callers; the key is the bytes each file holds when it is read.)"""
-    with document_cache():
-        return build()
+    cache. For the knowledge (kind "knowledge": the rule base and the evidence library) the
+    finished objects are kept too, under the digest of every file of `directories` and of the
+    program's code that builds them (knowledge_key): the same files and program give the
+    same objects, read back checked (knowledge/plain.py) instead of parsed and checked again."""
+    with document_cache() as store:
+        key = knowledge_key(directories, build) if store is not None and kind == "knowledge" else None
+        if key is not None:
+            found = store.load_objects(key)
+            if found is not None:
+                return found
+        result = build()
+        if key is not None:
+            store.save_objects(key, result)
+        return result
+
+
+def knowledge_key(directories: list[Path], build: Callable) -> str | None:
+    """The key of the objects build() makes from these folders: the names and bytes of every
+    file in them (read once: the build reads the same bytes), the folders as given (objects
+    remember them), and the source of the code that parses and checks (knowledge/, yamlio and
+    the module of `build`). None if a folder cannot be digested (build() then says why)."""
+    from ..errors import InputError
+    from .rulebook import content_digest
+
+    try:
+        digest = content_digest(*directories)
+        code = _code_digest(getattr(build, "__module__", "") or "")
+    except (InputError, OSError):
+        return None
+    h = hashlib.sha256(f"{OBJECT_FORMAT}|{__version__}|{_parser_digest()}|{code}|{digest}|".encode())
+    for directory in directories:
+        h.update(os.fsencode(str(directory)) + b"\0")
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=4)
+def _code_digest(module_name: str) -> str:
+    """What the built objects depend on in the program: every module of knowledge/, yamlio and
+    the module of the build, each by name, size and modification time (as Python itself tells
+    a stale .pyc from its source), without reading them at every start."""
+    import sys
+
+    from .. import yamlio
+
+    package = Path(__file__).resolve().parent
+    files = sorted(package.glob("*.py")) + [Path(yamlio.__file__)]
+    module = sys.modules.get(module_name)
+    if module is not None and getattr(module, "__file__", None):
+        files.append(Path(module.__file__))
+    h = hashlib.sha256()
+    for path in files:
+        info = path.stat()
+        h.update(f"{path.resolve()}\0{info.st_size}\0{info.st_mtime_ns}\0".encode())
+    return h.hexdigest()
