@@ -38,7 +38,7 @@ from ..yamlio import Document, knowledge_snapshot
 
 T = TypeVar("T")
 
-FORMAT = "cno-pathway/document-cache/2"
+FORMAT = "cno-pathway/document-cache/3"
 OBJECT_FORMAT = "cno-pathway/knowledge-cache/1"
 PRUNE_DAYS = 30
 MAX_ENTRIES = 500
@@ -64,13 +64,15 @@ def cache_dir() -> Path | None:
 
 @functools.lru_cache(maxsize=1)
 def _parser_digest() -> str:
-    """What the parse depends on besides the bytes: the reader's source and versions."""
+    """What an entry depends on besides the bytes: the reader's source and versions, and this
+    module's own (how entries are written and read back)."""
     import yaml
 
     from .. import yamlio
 
     h = hashlib.sha256(f"{FORMAT}|{__version__}|{yaml.__version__}|".encode())
     h.update(Path(yamlio.__file__).read_bytes())
+    h.update(Path(__file__).read_bytes())
     return h.hexdigest()
 
 
