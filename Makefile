@@ -18,7 +18,7 @@ COMPILE = $(BIN)/python -m compileall -q cno_pathway
 # without them (a wheel, a plain pip install) templates compile from source as before.
 PRECOMPILED := cno_pathway/consult/_templates/.built
 
-.PHONY: demo test test-fast test-latest install lock bench lint diagram clean
+.PHONY: demo test test-fast test-latest install lock bench lint diagram profile-schema clean
 
 $(BIN)/cno-pathway: pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
@@ -75,6 +75,11 @@ diagram: install
 	@mkdir -p docs
 	$(BIN)/cno-pathway pathway --format mermaid -o docs/pathway.mmd
 	$(BIN)/cno-pathway pathway --format mermaid --embed README.md
+
+# the profile contract's core schema as data (patient/profile_schema.json), from patient/contract.py:
+# what a consult validates with instead of building the pydantic models at every start
+profile-schema: install
+	$(BIN)/python -m cno_pathway.patient.stored_schema
 
 clean:
 	rm -rf $(VENV) $(LATEST) build dist .pytest_cache .hypothesis cno_pathway/consult/_templates

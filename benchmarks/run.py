@@ -14,11 +14,15 @@
 4. Every hostile profile (tests/hostile/ and the generated ones) refused with exit 2: the
    slowest refusal and the largest peak memory, against a normal consult.
 
-Usage: python benchmarks/run.py [--quick]
+Where a figure can be compared with the code before this round's performance work, the same run
+also measures that code (BEFORE_REV, extracted with git archive): "before" and "now" share the load.
+
+Usage: python benchmarks/run.py [--quick] [--before REV|none]
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -36,14 +40,38 @@ PY = sys.executable
 CLI = [PY, "-m", "cno_pathway"]
 
 
-def _interleaved(runs: int, commands: dict[str, list[str]]) -> dict[str, tuple[float, float]]:
+# The code before this round's performance work, run in the same benchmark so that "before"
+# and "after" share the machine's load: `--before REV` (a git revision) or `--before none`.
+BEFORE_REV = "533d25f"
+BEFORE: dict | None = None      # subprocess keywords (cwd, env) that run the code of BEFORE_REV
+
+
+def _before_tree(rev: str, tmp: Path) -> dict | None:
+    """Extract `rev` of this repository into tmp and return the keywords that run its CLI with
+    this venv (its own knowledge cache, its bytecode compiled as `make install` does); None
+    outside a git checkout."""
+    tree = tmp / "before"
+    tree.mkdir()
+    try:
+        archive = subprocess.run(["git", "archive", rev], cwd=ROOT, capture_output=True, check=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    subprocess.run([PY, "-m", "compileall", "-q", str(tree / "cno_pathway")], check=True)
+    env = dict(os.environ, CNO_PATHWAY_CACHE_DIR=str(tmp / "before-cache"))
+    return {"cwd": str(tree), "env": env}
+
+
+def _interleaved(runs: int, commands: dict) -> dict[str, tuple[float, float]]:
     """name -> (best, median) seconds. The commands take turns, so a burst of noise on this
-    shared machine slows all of them alike instead of one."""
+    shared machine slows all of them alike instead of one. A command is an argument list, or
+    (argument list, subprocess keywords)."""
     times: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(runs):
         for name, command in commands.items():
+            command, keywords = command if isinstance(command, tuple) else (command, {})
             start = time.perf_counter()
-            subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+            subprocess.run(command, check=True, stdout=subprocess.DEVNULL, **keywords)
             times[name].append(time.perf_counter() - start)
     return {name: (min(t), statistics.median(t)) for name, t in times.items()}
 
@@ -52,6 +80,8 @@ def bench_single(runs: int):
     example = str(ROOT / "examples/typical-multifocal.yaml")
     # one warm-up run fills the parsed-rule-base cache, as any second consult on a machine finds it
     subprocess.run(CLI + ["consult", example], check=True, stdout=subprocess.DEVNULL)
+    if BEFORE:
+        subprocess.run(CLI + ["consult", example], check=True, stdout=subprocess.DEVNULL, **BEFORE)
     deps = "import durable_rules_engine, pydantic, click, jinja2, yaml, orjson"
     t = _interleaved(runs, {
         # the declared dependencies as the project imports them: durable_rules' C extension
@@ -64,11 +94,15 @@ def bench_single(runs: int):
         # the profile contract's models built, nothing else of a consult
         "models": [PY, "-c", deps + "\nimport cno_pathway.patient.profile"],
         "consult": CLI + ["consult", example],
+        **({"before": (CLI + ["consult", example], BEFORE)} if BEFORE else {}),
     })
     bare, consult = t["bare"], t["consult"]
     print(f"1. single consult process: best {consult[0]*1000:.0f} ms, bare import best {bare[0]*1000:.0f} ms "
           f"-> ratio {consult[0]/bare[0]:.2f}x (median {consult[1]/bare[1]:.2f}x; goal <= 1.3x); "
           f"against the old baseline with durable.engine {consult[0]/t['bare_host'][0]:.2f}x")
+    if BEFORE:
+        print(f"   before ({BEFORE_REV}): best {t['before'][0]*1000:.0f} ms -> {t['before'][0]/bare[0]:.2f}x "
+              f"(median {t['before'][1]/bare[1]:.2f}x); now {t['before'][0]/consult[0]:.2f}x as fast")
     for name, label in (("floor", "the bare import plus one pydantic model"),
                         ("models", "the bare import plus the profile models (patient/profile.py)")):
         print(f"   for scale: {label} takes {t[name][0]*1000:.0f} ms -> "
@@ -216,17 +250,33 @@ def bench_batch(n: int, big: int):
         outputs: dict[str, bytes] = {}
 
         def batch_with(*option):
+            # into a file, not a pipe this process reads: reading ~40 KB a consult would take
+            # this process a share of the two cores the workers are measured on
+            target = tmp / ("out" + "".join(option).replace("-", "_") + ".jsonl")
+
+            keywords = BEFORE if option[:1] == ("before",) else {}
+            command = CLI + ["batch", str(small), *option[1:]] if keywords else CLI + ["batch", str(small), *option]
+
             def run():
-                outputs[" ".join(option)] = subprocess.run(
-                    CLI + ["batch", str(small), *option], check=True, capture_output=True).stdout
+                with target.open("wb") as out:
+                    subprocess.run(command, check=True, stdout=out, **keywords)
+                outputs[" ".join(option)] = hashlib.sha256(target.read_bytes()).hexdigest()
+                sizes[" ".join(option)] = target.stat().st_size
             return run
+        sizes: dict[str, int] = {}
         work["jobs1"], work["jobs2"] = batch_with("--jobs", "1"), batch_with("--jobs", "2")
+        if BEFORE:
+            work["before"] = batch_with("before", "--jobs", "1")
+        load = os.getloadavg()[0]   # another job on the machine takes the second core
         best = _best(3, **work)   # taking turns, best of three: this machine's noise comes in bursts
         c, jobs1 = best["c"], best["jobs1"]
         cores = len(os.sched_getaffinity(0))
         print(f"2a. batch of {n}, --jobs 1: {n/jobs1:.0f} consults/s (whole process, JSON out; goal >= "
               f"2000 per core); the C engine alone on the same facts {n/c:.0f}/s -> our overhead "
               f"{jobs1/c:.2f}x (goal <= 2x)")
+        if BEFORE:
+            print(f"    before ({BEFORE_REV}), --jobs 1: {n/best['before']:.0f} consults/s -> now "
+                  f"{best['before']/jobs1:.2f}x as fast")
         line = (f"2b. engine adapter (driver) {n/best['adapter']:.0f} evaluations/s = "
                 f"{best['adapter']/c:.2f}x the C engine alone")
         if "host" in best:
@@ -238,7 +288,7 @@ def bench_batch(n: int, big: int):
               f"{best['json']/best['orjson']:.2f}x json.dumps ({len(documents)} consults, same bytes)")
         print(f"2d. --jobs 2 against --jobs 1: {jobs1/best['jobs2']:.2f}x faster ({n/best['jobs2']:.0f} "
               f"consults/s; {cores} cores in this process's affinity; goal >= 1.7x when both are "
-              f"free, which they are not on this shared machine)")
+              f"free; load average before the runs {load:.2f})")
         try:
             import distributed  # noqa: F401 - the optional [cluster] extra
             dask = _best(1, dask=batch_with("--dask", "local"))["dask"]
@@ -248,7 +298,7 @@ def bench_batch(n: int, big: int):
             print("2d. --dask: skipped (the [cluster] extra is not installed)")
         same = len(set(outputs.values())) == 1
         print(f"2d. output bytes of {', '.join(sorted(outputs))} on the {n} profiles: "
-              f"{'identical' if same else 'DIFFERENT'} ({len(outputs['--jobs 1'])} bytes)")
+              f"{'identical' if same else 'DIFFERENT'} ({sizes['--jobs 1']} bytes)")
         large = tmp / "large.jsonl"
         with large.open("w") as out:
             for _ in range(big // n):
@@ -392,7 +442,22 @@ def _measured(command, runs: int = 3, env: dict | None = None):
 
 
 def main():
+    global BEFORE, BEFORE_REV
     quick = "--quick" in sys.argv
+    if "--before" in sys.argv:
+        BEFORE_REV = sys.argv[sys.argv.index("--before") + 1]
+    workdir = Path(tempfile.mkdtemp())
+    try:
+        if BEFORE_REV != "none":
+            BEFORE = _before_tree(BEFORE_REV, workdir)
+            if BEFORE is None:
+                print(f"(no 'before' figures: cannot extract {BEFORE_REV} with git)")
+        _run(quick)
+    finally:
+        shutil.rmtree(workdir)
+
+
+def _run(quick: bool):
     bench_single(5 if quick else 15)
     bench_batch(1000 if quick else 10_000, 10_000 if quick else 100_000)
     bench_large_rule_base(2000)

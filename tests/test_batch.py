@@ -326,6 +326,41 @@ def test_a_worker_that_dies_costs_only_its_line(fixture_env, fixture_pathway, vo
     assert result.ok == 148 and result.failed == 2 and expected.ok == 70
 
 
+def test_workers_go_on_while_the_parent_writes(fixture_env, vocab, gen, monkeypatch):
+    """A slow reader of the output holds up the parent, never the workers: each has its next
+    chunk queued, and work is handed out before anything is written. The first write here waits
+    until the workers have consulted four chunks; a parent that hands out work only after
+    writing would leave them idle, and the wait would time out."""
+    import multiprocessing
+
+    lines = [(n, line.encode()) for n, line in enumerate(
+        _cohort(vocab, gen, 40).splitlines(), start=1)]
+    done = multiprocessing.get_context("fork").Value("i", 0)
+    real = parallel.consult_line
+
+    def counting(pathway, number, raw, source, **kw):
+        outcome = real(pathway, number, raw, source, **kw)
+        with done.get_lock():
+            done.value += 1
+        return outcome
+
+    monkeypatch.setattr(parallel, "consult_line", counting)   # forked workers see it
+    waited = []
+
+    def slow_reader(outcome):
+        if not waited:
+            deadline = time.monotonic() + 60
+            while done.value < 16 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            waited.append(done.value)
+        got.append(outcome.number)
+    got: list[int] = []
+    parallel.run_parallel(iter(lines), "c.jsonl", jobs=2, rules_dir=None, emit=slow_reader,
+                          chunk_lines=4)
+    assert waited[0] >= 16, f"the workers stopped at {waited[0]} lines while the parent wrote"
+    assert got == [n for n, _ in lines]
+
+
 def test_a_batch_reads_its_input_in_flat_memory(fixture_env, vocab, gen, tmp_path):
     """The parent holds a few chunks, not the cohort: its peak memory does not grow with it."""
     small, large = tmp_path / "small.jsonl", tmp_path / "large.jsonl"

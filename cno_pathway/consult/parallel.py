@@ -4,6 +4,9 @@ Each worker builds its own Pathway once and consults chunks of lines with the sa
 `consult_line` as the single-process route, so the output is byte for byte the same. The parent
 reads the input, hands out chunks, and writes the outcomes of chunk k only after those of chunk
 k-1: at most a few chunks per worker are in flight, so memory stays flat in the cohort size.
+Each worker has its next chunk waiting in its pipe while it consults the current one, and the
+parent hands out work before it writes: a worker never waits for the parent's output (a slow
+reader of stdout) between two chunks.
 
 A worker that dies (durable_rules' C extension could crash on an input nobody has found yet)
 costs only its lines: its chunk is consulted again one line at a time in fresh workers, and a
@@ -24,7 +27,8 @@ from typing import Callable, Iterator
 from .batch import GAVE_UP, BatchResult, Outcome, consult_line
 
 CHUNK_LINES = 64
-IN_FLIGHT_PER_WORKER = 2
+QUEUED_PER_WORKER = 2        # chunks sent to a worker and not yet back: the one under way, the next
+READ_AHEAD_PER_WORKER = 3    # chunks read and not yet written, per worker
 
 
 def available_cores() -> int:
@@ -79,7 +83,7 @@ class _Worker:
                                 daemon=True)
         self.proc.start()
         child.close()
-        self.job = None          # (chunk index, offset, items) under way
+        self.jobs: deque = deque()   # (chunk index, offset, items) sent, in the order sent
         self.ready = False
 
     def stop(self):
@@ -147,6 +151,18 @@ def run_parallel(lines: Iterator[tuple[int, bytes | str]], source: str, *, jobs:
         next_chunk += 1
         return True
 
+    def dispatch():
+        """Keep every ready worker's queue full, the least loaded first."""
+        while todo:
+            open_ = [w for w in workers if w.ready and len(w.jobs) < QUEUED_PER_WORKER]
+            if not open_:
+                return
+            worker = min(open_, key=lambda w: len(w.jobs))
+            job = todo.popleft()
+            worker.jobs.append(job)
+            key, offset, items = job
+            worker.conn.send(((key, offset), source, items))
+
     def flush_done():
         nonlocal next_write
         while next_write in slots and all(o is not None for o in slots[next_write]):
@@ -161,20 +177,15 @@ def run_parallel(lines: Iterator[tuple[int, bytes | str]], source: str, *, jobs:
                 reading, result.interrupted = False, True
             # wait for input only when nothing else is under way (a slow pipe still gets the
             # consults of the lines it sent)
-            while (reading and len(slots) < IN_FLIGHT_PER_WORKER * len(workers)
+            while (reading and len(slots) < READ_AHEAD_PER_WORKER * len(workers)
                    and (not slots or ready())):
                 if not read_chunk():
                     break
-            idle = [w for w in workers if w.ready and w.job is None]
-            while idle and todo:
-                worker = idle.pop()
-                worker.job = todo.popleft()
-                key, offset, items = worker.job
-                worker.conn.send(((key, offset), source, items))
+            dispatch()
             flush_done()
             if not slots and not reading:
                 break
-            busy = [w for w in workers if w.job is not None or not w.ready]
+            busy = [w for w in workers if w.jobs or not w.ready]
             if not busy:
                 continue
             woken = wait([w.conn for w in busy] + [w.proc.sentinel for w in busy])
@@ -202,9 +213,11 @@ def run_parallel(lines: Iterator[tuple[int, bytes | str]], source: str, *, jobs:
                     worker.ready = True
                     continue
                 key, offset = tag
+                sent = worker.jobs.popleft()     # a worker answers its chunks in the order sent
+                assert sent[:2] == (key, offset), (sent[:2], tag)
                 for i, outcome in enumerate(payload):
                     slots[key][offset + i] = outcome
-                worker.job = None
+            dispatch()          # before writing: the workers go on while the parent writes
             flush_done()
     finally:
         for worker in workers:
@@ -213,12 +226,15 @@ def run_parallel(lines: Iterator[tuple[int, bytes | str]], source: str, *, jobs:
 
 
 def _replace(workers, worker, ctx, rules_dir, formulary, write_json, todo, slots, source):
-    """A worker died: its lines are tried again one at a time (or fail, if alone), and a fresh
-    worker takes its place."""
+    """A worker died: the lines of the chunk it was consulting are tried again one at a time
+    (or fail, if alone), the chunks queued behind it go back as they were, and a fresh worker
+    takes its place."""
     note = worker.death_note()
     worker.conn.close()
-    if worker.job is not None:
-        key, offset, items = worker.job
+    for queued in reversed(list(worker.jobs)[1:]):
+        todo.appendleft(queued)
+    if worker.jobs:
+        key, offset, items = worker.jobs[0]
         if len(items) > 1:
             for i in reversed(range(len(items))):
                 todo.appendleft((key, offset + i, [items[i]]))

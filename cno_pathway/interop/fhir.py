@@ -25,7 +25,8 @@ from pydantic import PrivateAttr
 
 from ..errors import ProfileError
 from ..knowledge.vocabulary import Vocabulary, canonical
-from ..patient.profile import PatientProfile, validate_profile
+from ..patient.contract import PatientProfile  # the pydantic declaration: a Bundle adds private fields
+from ..patient.profile import validate_profile
 
 CODES_FILE = Path(__file__).with_name("fhir_codes.yaml")
 BASE = "http://cno-pathway.org/fhir"

@@ -1,192 +1,196 @@
 """The patient profile: the input contract, validated once, with errors that name the field.
 
-Field names are fixed (other tools write these files). Vocabulary values (sites, drugs,
-responses...) come from the rule base's vocabulary, passed in the validation context, so the
-model holds no clinical word lists itself. Numbers and booleans are strict: "12" is not 12 and
-"yes" is not true, so nothing the user wrote is silently reinterpreted.
+The contract is declared in contract.py (pydantic models). Building those models costs a start-up
+more than everything else a consult imports, so the consult validates with the core schema
+pydantic builds from them, stored as data in profile_schema.json (stored_schema.py writes it;
+tests/test_profile_schema.py checks it against the declaration). pydantic-core, which the
+declaration runs on too, validates with it: same checks, same errors, same values. The result is
+made of the light read-only records below, which offer what the program uses of a model
+(attributes, `to_data`, `model_dump`, `model_fields`, `model_copy`).
+
+When profile_schema.json does not match the declaration's sources (an edited contract.py before
+`make profile-schema`), the schema is built from the declaration instead: slower, never stale.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
-from typing import Annotated, Any
+from typing import Any, NamedTuple
 
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo,
-                      field_validator, model_validator)
+import orjson
+from pydantic_core import SchemaError, SchemaSerializer, SchemaValidator, ValidationError
 
+from . import checks
+from .checks import Contradiction
 from ..errors import ProfileError
 from ..knowledge.vocabulary import Vocabulary
 from ..wording import plain_number
 from ..yamlio import Document, bounded, field_name
 
-_STRICT = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False, frozen=True)
 
-Months = Annotated[float, Field(ge=0, le=1200)]
+class FieldShape(NamedTuple):
+    """What a field holds, for the code that walks the contract: a sub-record (`model`), a list
+    (`many`), or neither (a value)."""
 
-
-def _vocab(info: ValidationInfo) -> Vocabulary:
-    context = info.context or {}
-    if "vocabulary" not in context:
-        raise RuntimeError("PatientProfile must be validated with context={'vocabulary': ...}")
-    return context["vocabulary"]
+    model: type | None
+    many: bool
 
 
-def _match(kind: str, value: Any, info: ValidationInfo) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"must be text, one of: {', '.join(_vocab(info).values(kind))}")
-    return _vocab(info).match(kind, value)
+def _dump(value):
+    if isinstance(value, Record):
+        return value.model_dump()
+    if isinstance(value, list):
+        return [_dump(v) for v in value]
+    return value
 
 
-def _match_list(kind: str, values: Any, info: ValidationInfo) -> list[str]:
-    if not isinstance(values, (list, tuple)):
-        raise ValueError("must be a list")
-    names = [_match(kind, v, info) for v in values]
-    twice = [n for n, c in Counter(names).items() if c > 1]
-    if twice:
-        raise ValueError(f"{bounded(twice[0])} is listed twice")
-    return names
+def _record(cls, fields: dict, fields_set=()):
+    """An instance as pydantic-core builds one (its fields in __dict__, in declared order)."""
+    obj = object.__new__(cls)
+    object.__setattr__(obj, "__dict__", fields)
+    object.__setattr__(obj, "__pydantic_fields_set__", set(fields_set))
+    object.__setattr__(obj, "__pydantic_extra__", None)
+    object.__setattr__(obj, "__pydantic_private__", None)
+    return obj
 
 
-class Lesions(BaseModel):
-    model_config = _STRICT
-    count: Annotated[int, Field(ge=0, le=200)]
-    sites: list[str] = []
-    vertebral_fracture: bool = False
-    symmetric: bool | None = None
-    imaging: str | None = None
+class Record:
+    """A validated, read-only part of a profile. pydantic-core fills the slots (the public
+    `model` core schema takes any class); the fields are set by `profile_schema.json`."""
 
-    @field_validator("sites", mode="before")
+    __slots__ = ("__dict__", "__pydantic_fields_set__", "__pydantic_extra__", "__pydantic_private__")
+    model_fields: dict[str, FieldShape] = {}
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"{type(self).__name__} is read-only (validate a new profile)")
+
+    def __delattr__(self, name):
+        raise AttributeError(f"{type(self).__name__} is read-only")
+
+    def __eq__(self, other):
+        if type(other) is not type(self):
+            return NotImplemented
+        return self.__dict__ == other.__dict__
+
+    def __hash__(self):  # as a frozen model: fails if a field holds a list
+        return hash((type(self),) + tuple(self.__dict__.values()))
+
+    def __repr__(self):
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.__dict__.items())
+        return f"{type(self).__name__}({shown})"
+
+    def __reduce__(self):
+        return (_record, (type(self), dict(self.__dict__), set(self.__pydantic_fields_set__)))
+
+    def model_dump(self, mode: str = "python") -> dict:
+        """The fields as plain data (the same in "python" and "json" mode: every value is a str,
+        int, float, bool, None, list or record)."""
+        if mode not in ("python", "json"):
+            raise ValueError(f"mode must be 'python' or 'json', not {mode!r}")
+        return {name: _dump(value) for name, value in self.__dict__.items()}
+
+    def model_copy(self, *, update: dict | None = None):
+        """A copy with some fields replaced, unvalidated (as pydantic's model_copy)."""
+        fields = dict(self.__dict__)
+        fields.update(update or {})
+        return _record(type(self), fields, self.__pydantic_fields_set__ | set(update or ()))
+
+
+class Lesions(Record):
+    __slots__ = ()
+
+
+class Activity(Record):
+    __slots__ = ()
+
+
+class Labs(Record):
+    __slots__ = ()
+
+
+class Treatment(Record):
+    __slots__ = ()
+
+
+class PatientProfile(Record):
+    """One patient, as a clinician describes them (validated: see validate_profile)."""
+
+    __slots__ = ()
+
     @classmethod
-    def _sites(cls, v, info):
-        return _match_list("sites", v, info)
+    def model_validate(cls, data: Any, *, context: dict | None = None) -> PatientProfile:
+        return _VALIDATOR.validate_python(data, context=context)
 
-    @field_validator("imaging", mode="before")
-    @classmethod
-    def _imaging(cls, v, info):
-        return None if v is None else _match("imaging", v, info)
-
-
-class Activity(BaseModel):
-    model_config = _STRICT
-    pain: bool | None = None
-    swelling: bool | None = None
-    functional_impairment: bool | None = None
-    active_lesions_on_mri: bool | None = None
-    new_lesions: bool | None = None
-
-
-class Labs(BaseModel):
-    model_config = _STRICT
-    crp_mg_l: Annotated[float, Field(ge=0, le=1000)] | None = None
-    esr_mm_h: Annotated[float, Field(ge=0, le=200)] | None = None
-    cbc_normal: bool | None = None
-
-
-class Treatment(BaseModel):
-    model_config = _STRICT
-    drug: str
-    months: Months
-    response: str
-    adverse_events: list[str] = []
-    ongoing: bool = False
-
-    @field_validator("drug", mode="before")
-    @classmethod
-    def _drug(cls, v, info):
-        return _match("drugs", v, info)
-
-    @field_validator("response", mode="before")
-    @classmethod
-    def _response(cls, v, info):
-        return _match("responses", v, info)
-
-    @field_validator("adverse_events", mode="before")
-    @classmethod
-    def _events(cls, v, info):
-        return _match_list("adverse_events", v, info)
-
-
-class PatientProfile(BaseModel):
-    """One patient, as a clinician describes them."""
-
-    model_config = _STRICT
-    id: Annotated[str, Field(max_length=200)] | None = None
-    age_years: Annotated[float, Field(gt=0, le=100)]
-    sex: str | None = None
-    weight_kg: Annotated[float, Field(ge=2, le=250)] | None = None
-    age_at_onset_years: Annotated[float, Field(ge=0, le=100)] | None = None
-    diagnosis: str
-    lesions: Lesions
-    activity: Activity = Activity()
-    labs: Labs = Labs()
-    features: list[str] = []
-    red_flags: list[str] = []
-    biopsy: str = "none"
-    hla_b27: str = "unknown"
-    jansson_score: Annotated[int, Field(ge=0, le=63)] | None = None
-    treatments: Annotated[list[Treatment], Field(max_length=1000)] = []
-
-    @field_validator("sex", mode="before")
-    @classmethod
-    def _sex(cls, v, info):
-        return None if v is None else _match("sexes", v, info)
-
-    @field_validator("diagnosis", mode="before")
-    @classmethod
-    def _diagnosis(cls, v, info):
-        return _match("diagnoses", v, info)
-
-    @field_validator("biopsy", mode="before")
-    @classmethod
-    def _biopsy(cls, v, info):
-        return _match("biopsy", v, info)
-
-    @field_validator("hla_b27", mode="before")
-    @classmethod
-    def _hla(cls, v, info):
-        return _match("hla_b27", v, info)
-
-    @field_validator("features", mode="before")
-    @classmethod
-    def _features(cls, v, info):
-        return _match_list("features", v, info)
-
-    @field_validator("red_flags", mode="before")
-    @classmethod
-    def _red_flags(cls, v, info):
-        return _match_list("red_flags", v, info)
-
-    @model_validator(mode="after")
-    def _consistent(self):
-        """Contradictions are errors, not guesses."""
-        if len(self.lesions.sites) > self.lesions.count:
-            raise _Contradiction("lesions.sites", f"{len(self.lesions.sites)} sites listed but "
-                                 f"lesions.count is {self.lesions.count}")
-        if self.lesions.vertebral_fracture and "vertebra" not in self.lesions.sites:
-            raise _Contradiction("lesions.vertebral_fracture",
-                                 "a vertebral fracture needs 'vertebra' in lesions.sites")
-        if self.age_at_onset_years is not None and self.age_at_onset_years > self.age_years:
-            raise _Contradiction("age_at_onset_years",
-                                 f"onset at {plain_number(self.age_at_onset_years)} is after "
-                                 f"the current age {plain_number(self.age_years)}")
-        ongoing = Counter(t.drug for t in self.treatments if t.ongoing)
-        for index, treatment in enumerate(self.treatments):
-            if treatment.ongoing and ongoing[treatment.drug] > 1:
-                raise _Contradiction(f"treatments[{index}].ongoing",
-                                     f"{treatment.drug} is listed twice as ongoing")
-        return self
+    def model_dump(self, mode: str = "python") -> dict:
+        """pydantic-core's serializer of the same schema: as the model dumps, twice as fast as
+        the records' own walk (the consult's JSON echoes the profile)."""
+        if mode not in ("python", "json"):
+            raise ValueError(f"mode must be 'python' or 'json', not {mode!r}")
+        return _SERIALIZER.to_python(self, mode=mode)
 
     def to_data(self) -> dict:
         """The validated profile as plain data (what the JSON output echoes)."""
-        return self.model_dump(mode="json")
+        return _SERIALIZER.to_python(self, mode="json")
 
 
-class _Contradiction(ValueError):
-    def __init__(self, field: str, message: str):
-        super().__init__(message)
-        self.field = field
-        self.message = message
+_RECORDS = {cls.__name__: cls for cls in (PatientProfile, Lesions, Activity, Labs, Treatment)}
+
+
+def _shape(schema: dict) -> FieldShape:
+    many = False
+    while True:
+        kind = schema["type"]
+        if kind == "model":
+            return FieldShape(schema["cls"], many)
+        if kind == "list":
+            many, schema = True, schema["items_schema"]
+        elif "schema" in schema and kind in ("default", "nullable", "function-before",
+                                             "function-after", "model-field"):
+            schema = schema["schema"]
+        else:
+            return FieldShape(None, many)
+
+
+def _revive(value, key=None):
+    """Stored data -> the core schema: class names to the records above, check specs to the
+    checks of checks.py, default sub-records to records. Nothing else is turned into code."""
+    if isinstance(value, list):
+        return [_revive(v) for v in value]
+    if not isinstance(value, dict):
+        return _RECORDS[value] if key == "cls" else value
+    if key == "function" and "check" in value:
+        return checks.revive(value)
+    if key == "default" and "$record" in value:
+        return _record(_RECORDS[value["$record"]], dict(value["data"]))
+    out = {k: _revive(v, k) for k, v in value.items()}
+    if out.get("type") == "model":
+        out["cls"].model_fields = {name: _shape(field)
+                                   for name, field in out["schema"]["fields"].items()}
+    return out
+
+
+def _built(schema: dict) -> tuple[SchemaValidator, SchemaSerializer]:
+    """As pydantic builds a model's validator and serializer: the model's own config at the top
+    too (it titles the errors "for PatientProfile")."""
+    top = schema
+    while top["type"] != "model":
+        top = top["schema"]
+    return SchemaValidator(schema, top.get("config")), SchemaSerializer(schema, top.get("config"))
+
+
+def _load() -> tuple[SchemaValidator, SchemaSerializer]:
+    from . import stored_schema
+
+    try:
+        stored = orjson.loads(stored_schema.SCHEMA_FILE.read_bytes())
+        if isinstance(stored, dict) and stored.get("sources") == stored_schema.sources_digest():
+            return _built(_revive(stored["schema"]))
+    except (OSError, ValueError, LookupError, TypeError, AttributeError, SchemaError):
+        pass                           # missing or damaged: as good as stale
+    return _built(_revive(stored_schema.build()["schema"]))   # the declaration itself
+
+
+_VALIDATOR, _SERIALIZER = _load()
 
 
 def field_path(loc: tuple) -> str:
@@ -212,49 +216,51 @@ def validate_profile(data: Any, vocabulary: Vocabulary, *, document: Document | 
         raise ProfileError("a profile must be a mapping of fields (age_years, lesions, ...)",
                            file=source, line=document.line(()) if document else None)
     try:
-        return PatientProfile.model_validate(data, context={"vocabulary": vocabulary})
+        return _VALIDATOR.validate_python(data, context={"vocabulary": vocabulary})
     except ValidationError as exc:
-        problems = []
-        first_path = first_loc = None
-        for err in exc.errors(include_url=False):
-            ctx_error = (err.get("ctx") or {}).get("error")
-            if isinstance(ctx_error, _Contradiction):
-                path, message = ctx_error.field, ctx_error.message
-                loc = _path_tuple(path)
-            else:
-                loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
-                path = field_path(loc) or "profile"
-                message = _plain(err)
-            if first_path is None:
-                first_path, first_loc = path, loc  # the key as given: it may hold '[' or '.'
-            problems.append((path, message))
-        line = document.line(first_loc) if document and first_path != "profile" else None
-        head_path, head_message = problems[0]
-        message = head_message
-        if len(problems) > 1:
-            message += "".join(f"\n  also {p}: {m}" for p, m in problems[1:10])
-            if len(problems) > 10:
-                message += f"\n  ... and {len(problems) - 10} more problems"
-        raise ProfileError(message, file=source, line=line, field=head_path) from None
+        raise profile_error(exc, document=document, source=source) from None
+
+
+def profile_error(exc: ValidationError, *, document: Document | None = None,
+                  source: str | None = None) -> ProfileError:
+    """One ProfileError for a failed validation: the first problem's field and line, the others
+    listed after it (at most ten)."""
+    problems = []
+    first_path = first_loc = None
+    for err in exc.errors(include_url=False):
+        ctx_error = (err.get("ctx") or {}).get("error")
+        if isinstance(ctx_error, Contradiction):
+            path, message = ctx_error.field, ctx_error.message
+            loc = _path_tuple(path)
+        else:
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+            path = field_path(loc) or "profile"
+            message = _plain(err)
+        if first_path is None:
+            first_path, first_loc = path, loc  # the key as given: it may hold '[' or '.'
+        problems.append((path, message))
+    line = document.line(first_loc) if document and first_path != "profile" else None
+    head_path, head_message = problems[0]
+    message = head_message
+    if len(problems) > 1:
+        message += "".join(f"\n  also {p}: {m}" for p, m in problems[1:10])
+        if len(problems) > 10:
+            message += f"\n  ... and {len(problems) - 10} more problems"
+    return ProfileError(message, file=source, line=line, field=head_path)
 
 
 def _field_hint(loc: tuple) -> str:
     """'; did you mean weight_kg?' for a mistyped field name (the fields beside it)."""
     import difflib
-    import typing
 
     model: Any = PatientProfile
     for part in loc[:-1]:
         if isinstance(part, int):
             continue
         field = model.model_fields.get(part) if isinstance(part, str) else None
-        if field is None:
+        if field is None or field.model is None:
             return ""
-        inner = [a for a in (field.annotation, *typing.get_args(field.annotation))
-                 if isinstance(a, type) and issubclass(a, BaseModel)]
-        if not inner:
-            return ""
-        model = inner[0]
+        model = field.model
     close = difflib.get_close_matches(str(loc[-1])[:80], list(model.model_fields), n=1)
     return f"; did you mean {close[0]}?" if close else ""
 

@@ -23,11 +23,8 @@ import copy
 import difflib
 import json
 import re
-import typing
 from dataclasses import dataclass
 from typing import Any
-
-from pydantic import BaseModel
 
 from .changes import Changes, compare
 from ..consult.consult import Consult, Pathway
@@ -103,21 +100,9 @@ def _fail(text: str, message: str) -> WhatIfError:
     return WhatIfError(message, field=f"--what-if {text}")
 
 
-def _nested_model(annotation) -> tuple[type[BaseModel] | None, bool]:
-    """(model, is_list) for a field's annotation: a sub-model, a list of them, or a leaf."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation, False
-    if typing.get_origin(annotation) is list:
-        args = typing.get_args(annotation)
-        if args and isinstance(args[0], type) and issubclass(args[0], BaseModel):
-            return args[0], True
-        return None, True
-    return None, False
-
-
 def field_info(path: tuple) -> tuple[bool, bool]:
     """(is_list, is_model) of the profile field at `path`; KeyError names a wrong part."""
-    model: type[BaseModel] | None = PatientProfile
+    model: type | None = PatientProfile
     is_list = is_model = False
     in_list = False
     for part in path:
@@ -133,7 +118,7 @@ def field_info(path: tuple) -> tuple[bool, bool]:
             hint = f"; did you mean {close[0]}?" if close else ""
             raise KeyError(f"unknown field {part!r}{hint} (fields here: "
                            f"{', '.join(model.model_fields)})")
-        model, is_list = _nested_model(model.model_fields[part].annotation)
+        model, is_list = model.model_fields[part]   # (the sub-record or None, whether a list)
         is_model = model is not None and not is_list
         in_list = is_list
     return is_list, is_model
