@@ -185,6 +185,8 @@ FORGERIES = {
     "an unknown tag": lambda d: _cites(d).__setitem__(0, "X"),
     "a bare mapping": lambda d: _first(d, _is_rule).__setitem__(3, {"a": 1}),
     "a list where a tuple": lambda d: _cites(d).__setitem__(0, "L"),
+    "plain JSON where a tuple": lambda d: _first(d, _is_rule).__setitem__(12, ["J", []]),
+    "plain JSON with no value": lambda d: _first(d, _is_rule).__setitem__(12, ["J"]),
 }
 
 

@@ -5,7 +5,9 @@ at every start even when the YAML's parse comes from the document cache; the obj
 depend only on those files and this program. So knowledge/cache.py also keeps the finished
 objects, written here as plain data: every value is JSON (text, numbers, booleans, null) or a
 list tagged with what it was ("L" list, "T" tuple, "D" mapping, "P" path, "C" an object of one
-of the knowledge classes below, by name, with its fields in order). Nothing else can come back:
+of the knowledge classes below, by name, with its fields in order), or, for a list or mapping
+that holds only JSON itself (a rule's test profiles, a finding's numbers), "J" and that data as
+it is (read back without a walk: half the objects of the rule base are such data). Nothing else can come back:
 no class outside KNOWLEDGE_MODULES, no callable, no code.
 
 Reading back is checked: a class must be one of ours, with exactly its fields, and each field
@@ -42,6 +44,7 @@ class _Spec:
     fields: tuple[str, ...]
     kinds: tuple[tuple[type, ...] | None, ...]   # per field; None: any value
     rebuilt: tuple[dataclasses.Field, ...]       # set to their defaults, then __post_init__
+    post_init: object                            # the class's __post_init__, or None
 
     def make(self, values: dict):
         """The object with these field values: what its __init__ would build, without the
@@ -50,9 +53,8 @@ class _Spec:
         obj.__dict__.update(values)
         for f in self.rebuilt:
             obj.__dict__[f.name] = f.default_factory() if f.default is dataclasses.MISSING else f.default
-        post_init = getattr(obj, "__post_init__", None)
-        if post_init is not None:
-            post_init()
+        if self.post_init is not None:
+            self.post_init(obj)
         return obj
 
 
@@ -72,7 +74,8 @@ def _registry() -> tuple[dict[type, _Spec], dict[str, _Spec]]:
                         hasattr(obj, attr) for attr in ("__slots__", "__setstate__")):
                     continue  # not plain fields only: never written, never read
                 spec = _Spec(obj, name, tuple(f.name for f in fields),
-                             tuple(_kinds(f.type, vars(module)) for f in fields), rebuilt)
+                             tuple(_kinds(f.type, vars(module)) for f in fields), rebuilt,
+                             getattr(obj, "__post_init__", None))
                 by_class[obj] = spec
                 by_name[name] = spec
     return by_class, by_name
@@ -107,6 +110,22 @@ def _kinds(annotation, namespace: dict) -> tuple[type, ...] | None:
     return tuple(kinds) or None
 
 
+def _is_json(obj) -> bool:
+    """Lists, text-keyed mappings and scalars only, all the way down (JSON reads back exactly)."""
+    kind = type(obj)
+    if obj is None or kind is str or kind is bool:
+        return True
+    if kind is int:
+        return -(2 ** 63) <= obj < 2 ** 63
+    if kind is float:
+        return math.isfinite(obj)
+    if kind is list:
+        return all(map(_is_json, obj))
+    if kind is dict:
+        return all(type(key) is str and _is_json(value) for key, value in obj.items())
+    return False
+
+
 def encode(obj):
     """Plain JSON data for a knowledge object; TypeError or ValueError for anything else (a
     value JSON cannot hold exactly, an object not of the knowledge classes)."""
@@ -119,6 +138,8 @@ def encode(obj):
         if not math.isfinite(obj):
             raise ValueError("a number JSON cannot hold")
         return obj
+    if (kind is list or kind is dict) and _is_json(obj):
+        return ["J", obj]
     if kind is list:
         return ["L", *map(encode, obj)]
     if kind is tuple:
@@ -157,6 +178,8 @@ def decode(data):
                 raise ValueError(f"{spec.name}.{name} holds a {type(value).__name__}")
             values[name] = value
         return spec.make(values)
+    if tag == "J" and len(data) == 2:
+        return data[1]   # JSON as read: lists, text-keyed mappings, scalars
     if tag == "L":
         return [x if type(x) in scalars else decode(x) for x in data[1:]]
     if tag == "T":
