@@ -16,7 +16,6 @@ import hashlib
 import json
 import re
 import sys
-import textwrap
 from importlib.machinery import SourceFileLoader
 from pathlib import Path
 
@@ -185,10 +184,40 @@ def _wrap(text: str, indent: int = 0, first: int | None = None, width: int = WID
             words.extend(word[i:i + room] for i in range(0, len(word), room))
         else:
             words.append(word)
-    return textwrap.fill(" ".join(words), width=width,
-                         initial_indent=" " * (indent if first is None else first),
-                         subsequent_indent=" " * indent, break_on_hyphens=False,
-                         break_long_words=False)
+    return fill_words(" ".join(words), width, " " * (indent if first is None else first),
+                      " " * indent)
+
+
+_SPACES = re.compile(r"( +)")
+
+
+def fill_words(text: str, width: int, initial: str, subsequent: str) -> str:
+    """textwrap.fill(text, width, initial_indent=initial, subsequent_indent=subsequent,
+    break_on_hyphens=False, break_long_words=False) for text whose only whitespace is spaces,
+    by textwrap's own line-filling steps without building a TextWrapper for each of the ~90
+    paragraphs of a consult (tests/test_render_fill.py compares the two)."""
+    if width <= 0:
+        raise ValueError(f"invalid width {width!r} (must be > 0)")
+    chunks = [chunk for chunk in _SPACES.split(text) if chunk]
+    chunks.reverse()
+    lines: list[str] = []
+    while chunks:
+        line: list[str] = []
+        length = 0
+        indent = subsequent if lines else initial
+        room = width - len(indent)
+        if lines and chunks[-1].strip() == "":
+            del chunks[-1]   # no line after the first starts with a space
+        while chunks and length + len(chunks[-1]) <= room:
+            length += len(chunks[-1])
+            line.append(chunks.pop())
+        if chunks and len(chunks[-1]) > room and not line:
+            line.append(chunks.pop())   # a word longer than the line stays whole
+        if line and line[-1].strip() == "":
+            del line[-1]
+        if line:
+            lines.append(indent + "".join(line))
+    return "\n".join(lines)
 
 
 def _span(pair) -> str:
