@@ -35,16 +35,19 @@ _SIMPLE = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,),
            "Path": (PurePath,)}
 
 
-@dataclasses.dataclass(frozen=True)
 class _Spec:
     """How one knowledge class is written: its name and the fields, with their kinds."""
 
-    cls: type
-    name: str
-    fields: tuple[str, ...]
-    kinds: tuple[tuple[type, ...] | None, ...]   # per field; None: any value
-    rebuilt: tuple[dataclasses.Field, ...]       # set to their defaults, then __post_init__
-    post_init: object                            # the class's __post_init__, or None
+    __slots__ = ("cls", "name", "fields", "kinds", "rebuilt", "post_init")
+
+    def __init__(self, cls: type, name: str, fields: tuple[str, ...],
+                 kinds: tuple[tuple[type, ...] | None, ...], rebuilt: tuple, post_init):
+        self.cls = cls
+        self.name = name
+        self.fields = fields
+        self.kinds = kinds            # per field; None: any value
+        self.rebuilt = rebuilt        # fields set to their defaults, then __post_init__
+        self.post_init = post_init    # the class's __post_init__, or None
 
     def make(self, values: dict):
         """The object with these field values: what its __init__ would build, without the
