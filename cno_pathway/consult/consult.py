@@ -239,8 +239,10 @@ class Pathway:
              formulary: str | Path | None = None) -> "Pathway":
         """Parse and check the rule base and the evidence (from the knowledge cache when their
         content was parsed before), then compile the engine. The local formulary is the file
-        given, else `formulary.yaml` beside the rules, else none."""
+        given, else `formulary.yaml` beside the rules, else none. Everything built here lives as
+        long as the pathway: the cyclic collector waits (yamlio.collector_paused)."""
         from ..knowledge.cache import cached
+        from ..yamlio import collector_paused
 
         rdir, sdir = Path(rules_dir(rules)), Path(seeds_dir(seeds))
 
@@ -250,10 +252,11 @@ class Pathway:
             check_citations(rulebook, library)
             return rulebook, library
 
-        rulebook, library = cached([rdir, sdir], build)
-        found = find_formulary(rdir, formulary)
-        return cls(rulebook, library,
-                   load_formulary(found, rulebook.vocabulary) if found is not None else None)
+        with collector_paused():
+            rulebook, library = cached([rdir, sdir], build)
+            found = find_formulary(rdir, formulary)
+            return cls(rulebook, library,
+                       load_formulary(found, rulebook.vocabulary) if found is not None else None)
 
     @property
     def vocabulary(self):
