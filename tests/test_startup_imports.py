@@ -26,6 +26,7 @@ NEVER_FOR_A_CONSULT = ("cno_pathway.patient.interview", "cno_pathway.interop.fhi
                        "cno_pathway.interop.webform", "cno_pathway.teaching",
                        "cno_pathway.authoring", "cno_pathway.consult.batch",
                        "cno_pathway.consult.parallel", "cno_pathway.consult.cluster",
+                       "cno_pathway.knowledge.formulary",   # without a formulary
                        "fhir", "fastapi", "uvicorn", "jwt", "dask", "distributed", "difflib")
 
 
@@ -45,6 +46,15 @@ def test_a_consult_imports_only_what_it_uses():
     assert "cno_pathway.consult.consult" in modules and "cno_pathway.consult.render" in modules
     found = [name for name in NEVER_FOR_A_CONSULT if _imported(modules, name)]
     assert not found, f"a consult imported {found}"
+
+
+def test_the_formulary_reader_is_imported_with_a_formulary(tmp_path):
+    formulary = tmp_path / "formulary.yaml"
+    formulary.write_text("name: Test formulary\nmaxima:\n  - drug: naproxen\n    max_mg: 1000\n"
+                         "    per: day\n    reference: Test reference\n", encoding="utf-8")
+    modules = _modules("consult", str(ROOT / "examples" / "typical-multifocal.yaml"),
+                       "--formulary", str(formulary))
+    assert "cno_pathway.knowledge.formulary" in modules
 
 
 def test_the_interview_is_imported_when_it_is_used():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
 from ..engine.durable import Engine
@@ -19,13 +19,15 @@ from .memo import ConsultMemo
 from ..knowledge.evidence import EvidenceLibrary, load_library
 from ..patient.facts import ADULT_AGE, FACT_SCHEMA, derive_facts, not_tolerated
 from ..patient.profile import PatientProfile
-from ..knowledge.formulary import Formulary, find_formulary, load_formulary
 from ..knowledge.regimens import ADULT_MESSAGES, dose_plan, population_problems
 from ..resources import rules_dir, seeds_dir
-from ..knowledge.rulebook import Rule, RuleBook, fill, load_rulebook
+from ..knowledge.rulebook import Rule, RuleBook, fill, find_formulary, load_rulebook
 from .document import KIND_ORDER, arrange
 from ..patient.durations import duration_words
 from ..wording import plain_number
+
+if TYPE_CHECKING:
+    from ..knowledge.formulary import Formulary
 
 SCHEMA = "cno-pathway/consult/1"
 
@@ -255,8 +257,11 @@ class Pathway:
         with collector_paused():
             rulebook, library = cached([rdir, sdir], build)
             found = find_formulary(rdir, formulary)
-            return cls(rulebook, library,
-                       load_formulary(found, rulebook.vocabulary) if found is not None else None)
+            if found is None:
+                return cls(rulebook, library)
+            from ..knowledge.formulary import load_formulary  # only with a formulary
+
+            return cls(rulebook, library, load_formulary(found, rulebook.vocabulary))
 
     @property
     def vocabulary(self):

@@ -23,7 +23,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..yamlio import read_document
 from .regimens import PERIODS
-from .rulebook import FORMULARY_FILE   # found beside the rules when no --formulary is given
+from .rulebook import FORMULARY_FILE, find_formulary  # noqa: F401 (find_formulary: its home was here)
 from .vocabulary import Vocabulary, canonical
 
 _TOP_KEYS = ("name", "maxima")
@@ -58,17 +58,6 @@ class Formulary:
 
     def describe(self) -> dict:
         return {"name": self.name, "file": self.file}
-
-
-def find_formulary(rules_dir: Path | str | None, given: Path | str | None) -> Path | None:
-    """The formulary to use: the one given, else `formulary.yaml` beside the rules, else none."""
-    if given is not None:
-        return Path(given)
-    if rules_dir is not None:
-        beside = Path(rules_dir) / FORMULARY_FILE
-        if beside.is_file():
-            return beside
-    return None
 
 
 def load_formulary(path: Path | str, vocabulary: Vocabulary) -> Formulary:

@@ -141,6 +141,19 @@ class RuleBook:
         return value.replace("_", " ")
 
 
+def find_formulary(rules_dir: Path | str | None, given: Path | str | None) -> Path | None:
+    """The formulary to use (knowledge/formulary.py reads it): the one given, else
+    `formulary.yaml` beside the rules, else none. Here, so that a consult without a formulary
+    never imports the formulary's reader."""
+    if given is not None:
+        return Path(given)
+    if rules_dir is not None:
+        beside = Path(rules_dir) / FORMULARY_FILE
+        if beside.is_file():
+            return beside
+    return None
+
+
 def rule_files(directory: Path) -> list[Path]:
     return sorted(p for p in Path(directory).glob("*.yaml") if p.name not in RESERVED_FILES)
 
