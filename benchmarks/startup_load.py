@@ -3,8 +3,8 @@ dependencies, all interleaved in one run (issue 17, start-up): what each step bo
 
 Each revision is exported from git into a temporary folder (its templates compiled ahead of time
 and its code byte-compiled, as `make install` does) and run with this checkout's interpreter and
-dependencies, the export first on the path. The parsed-knowledge cache is warm (one run of each
-first), as any second consult on a machine finds it.
+dependencies, the export first on the path. The knowledge cache is a private one for this run,
+warm (one run of each first), as any second consult on a machine finds it.
 
 Usage: python benchmarks/startup_load.py [--runs N] [REV ...]   (default: main HEAD)
 """
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -50,7 +49,7 @@ def main() -> None:
         commands = {"bare": ([PY, "-c", DEPS], None, None)}
         for rev in args.revs:
             target = export(rev, Path(tmp))
-            env = dict(os.environ, PYTHONPATH=str(target))
+            env = dict(os.environ, PYTHONPATH=str(target), CNO_PATHWAY_CACHE_DIR=str(Path(tmp) / "cache"))
             # run from the export: `-m` puts the working folder first on the path
             commands[rev] = ([PY, "-m", "cno_pathway", "consult", example], env, target)
             subprocess.run(commands[rev][0], env=env, cwd=target, check=True,
