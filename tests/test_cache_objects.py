@@ -287,3 +287,71 @@ def test_lint_keeps_no_objects(rules, cache):
 
     CliRunner().invoke(main, ["rules", "lint", str(rules)])
     assert _objects(cache) == []
+
+
+# -- the engine's patterns, kept with the rule base ------------------------------------------------
+
+def _shape(engine):
+    """Definitions without the per-process ruleset names."""
+    return [definition for _, definition in sorted(engine.definitions.items())], engine.flags
+
+
+def test_kept_patterns_build_the_same_engine(rules, cache):
+    from cno_pathway.engine.durable import Engine, compile_rules
+
+    book = _load(rules)[0]
+    fresh = Engine(book.active, {"stage": list(book.vocabulary.stages)})
+    compiled = compile_rules(book.active)
+    kept = plain.decode(json.loads(json.dumps(plain.encode(compiled))))
+    again = Engine(book.active, {"stage": list(book.vocabulary.stages)}, compiled=kept)
+    try:
+        assert _shape(again) == _shape(fresh)
+    finally:
+        fresh.close()
+        again.close()
+
+
+@pytest.mark.parametrize("damage", ["missing rule", "extra rule", "not a mapping", "bad paths",
+                                    "bad flag"])
+def test_patterns_that_do_not_fit_the_rules_are_compiled_afresh(damage, rules, cache):
+    from cno_pathway.engine.durable import Engine, compile_rules
+
+    book = _load(rules)[0]
+    compiled = compile_rules(book.active)
+    first = next(iter(compiled["patterns"]))
+    if damage == "missing rule":
+        del compiled["patterns"][first]
+    elif damage == "extra rule":
+        compiled["patterns"]["CNO-NOT-A-RULE"] = {}
+        compiled["paths"]["CNO-NOT-A-RULE"] = 1
+    elif damage == "not a mapping":
+        compiled = ["patterns"]
+    elif damage == "bad paths":
+        compiled["paths"][first] = "1"
+    else:
+        compiled["flags"].append(("only one",))
+    fresh = Engine(book.active)
+    engine = Engine(book.active, compiled=compiled)
+    try:
+        assert _shape(engine) == _shape(fresh)
+    finally:
+        fresh.close()
+        engine.close()
+
+
+def test_a_hit_does_not_compile_the_rules(rules, cache, monkeypatch):
+    from cno_pathway.engine import durable
+
+    _, _, first = _load(rules)
+    with monkeypatch.context() as patch:
+        patch.setattr(durable._Compiler, "compile", lambda self, cond: 1 / 0)
+        assert _load(rules)[2] == first
+
+
+def test_the_engine_compiler_is_part_of_the_key(rules):
+    from cno_pathway.engine.durable import compile_rules
+
+    with cache_module.document_cache():
+        plain_key = cache_module.knowledge_key([rules, ROOT / "seeds"], _load)
+        with_engine = cache_module.knowledge_key([rules, ROOT / "seeds"], _load, (compile_rules,))
+    assert plain_key and with_engine and plain_key != with_engine

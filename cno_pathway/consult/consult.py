@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..engine.durable import Engine
+from ..engine.durable import Engine, compile_rules
 from ..errors import RuleError
 from ..engine.evaluation import Evaluation
 from .memo import ConsultMemo
@@ -228,12 +228,13 @@ class Pathway:
     """The loaded knowledge: rule base, evidence library and compiled engine."""
 
     def __init__(self, rulebook: RuleBook, library: EvidenceLibrary,
-                 formulary: Formulary | None = None):
+                 formulary: Formulary | None = None, *, compiled: dict | None = None):
         self.rulebook = rulebook
         self.library = library
         self.formulary = formulary      # the hospital's maximum doses, when one is given
         self.value_order = {"stage": list(rulebook.vocabulary.stages)}
-        self.engine = Engine(rulebook.active, self.value_order)
+        # compiled: the engine's patterns kept with the rule base (engine.durable.compile_rules)
+        self.engine = Engine(rulebook.active, self.value_order, compiled=compiled)
         self._memo = ConsultMemo(rulebook.label)
 
     @classmethod
@@ -252,16 +253,17 @@ class Pathway:
             rulebook = load_rulebook(rdir, seeds=sdir)
             library = load_library(sdir)
             check_citations(rulebook, library)
-            return rulebook, library
+            return rulebook, library, compile_rules(rulebook.active)
 
         with collector_paused():
-            rulebook, library = cached([rdir, sdir], build)
+            rulebook, library, compiled = cached([rdir, sdir], build, code=(compile_rules,))
             found = find_formulary(rdir, formulary)
             if found is None:
-                return cls(rulebook, library)
+                return cls(rulebook, library, compiled=compiled)
             from ..knowledge.formulary import load_formulary  # only with a formulary
 
-            return cls(rulebook, library, load_formulary(found, rulebook.vocabulary))
+            return cls(rulebook, library, load_formulary(found, rulebook.vocabulary),
+                       compiled=compiled)
 
     @property
     def vocabulary(self):

@@ -413,14 +413,17 @@ def document_cache():
         store.prune()
 
 
-def cached(directories: list[Path], build: Callable[[], T], kind: str = "knowledge") -> T:
+def cached(directories: list[Path], build: Callable[[], T], kind: str = "knowledge",
+           code: tuple = ()) -> T:
     """build() with the document cache on: the parse of each file it reads may come from the
     cache. For the knowledge (kind "knowledge": the rule base and the evidence library) the
     finished objects are kept too, under the digest of every file of `directories` and of the
-    program's code that builds them (knowledge_key): the same files and program give the
-    same objects, read back checked (knowledge/plain.py) instead of parsed and checked again."""
+    program's code that builds them (knowledge_key; `code`: functions from other modules the
+    build calls): the same files and program give the same objects, read back checked
+    (knowledge/plain.py) instead of parsed and checked again."""
     with document_cache() as store:
-        key = knowledge_key(directories, build) if store is not None and kind == "knowledge" else None
+        key = (knowledge_key(directories, build, code)
+               if store is not None and kind == "knowledge" else None)
         if key is not None:
             found = store.load_objects(key)
             if found is not None:
@@ -431,41 +434,45 @@ def cached(directories: list[Path], build: Callable[[], T], kind: str = "knowled
         return result
 
 
-def knowledge_key(directories: list[Path], build: Callable) -> str | None:
+def knowledge_key(directories: list[Path], build: Callable, code: tuple = ()) -> str | None:
     """The key of the objects build() makes from these folders: the names and bytes of every
     file in them (read once: the build reads the same bytes), the folders as given (objects
-    remember them), and the source of the code that parses and checks (knowledge/, yamlio and
-    the module of `build`). None if a folder cannot be digested (build() then says why)."""
+    remember them), and the source of the code that parses and checks (knowledge/, yamlio, the
+    module of `build` and of each function in `code`). None if a folder cannot be digested
+    (build() then says why)."""
     from ..errors import InputError
     from .rulebook import content_digest
 
+    modules = tuple(sorted({getattr(f, "__module__", "") or "" for f in (build, *code)}))
     try:
         digest = content_digest(*directories)
-        code = _code_digest(getattr(build, "__module__", "") or "")
+        program = _code_digest(modules)
     except (InputError, OSError):
         return None
-    h = hashlib.sha256(f"{OBJECT_FORMAT}|{__version__}|{_parser_digest()}|{code}|{digest}|".encode())
+    h = hashlib.sha256(f"{OBJECT_FORMAT}|{__version__}|{_parser_digest()}|{program}|{digest}|".encode())
     for directory in directories:
         h.update(os.fsencode(str(directory)) + b"\0")
     return h.hexdigest()
 
 
 @functools.lru_cache(maxsize=4)
-def _code_digest(module_name: str) -> str:
+def _code_digest(module_names: tuple[str, ...]) -> str:
     """What the built objects depend on in the program: every module of knowledge/, yamlio and
-    the module of the build, each by name, size and modification time (as Python itself tells
-    a stale .pyc from its source), without reading them at every start."""
+    the named modules, each by name, size and modification time (as Python itself tells a
+    stale .pyc from its source), without reading them at every start."""
     import sys
 
     from .. import yamlio
 
     package = Path(__file__).resolve().parent
-    files = sorted(package.glob("*.py")) + [Path(yamlio.__file__)]
-    module = sys.modules.get(module_name)
-    if module is not None and getattr(module, "__file__", None):
-        files.append(Path(module.__file__))
+    files = sorted(package / name for name in os.listdir(package) if name.endswith(".py"))
+    files.append(Path(yamlio.__file__))
+    for name in module_names:
+        module = sys.modules.get(name)
+        if module is not None and getattr(module, "__file__", None):
+            files.append(Path(module.__file__))
     h = hashlib.sha256()
     for path in files:
         info = path.stat()
-        h.update(f"{path.resolve()}\0{info.st_size}\0{info.st_mtime_ns}\0".encode())
+        h.update(f"{path}\0{info.st_size}\0{info.st_mtime_ns}\0".encode())
     return h.hexdigest()
