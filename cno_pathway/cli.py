@@ -38,6 +38,14 @@ COMMANDS = {
 
 INTERRUPTED = 130
 
+# Commands that leave nothing to clean up once their output is flushed: when run() is the
+# process's own entry point, it ends the process at once (os._exit) rather than tearing down
+# every module and object first (about 5 ms of a 200 ms consult). Only when nothing could miss
+# the teardown: the files they write are closed by then, no other thread runs, no exit handler
+# is registered, and the process's main module is ours (`python -m cno_pathway` or the console
+# script, not a program or a test that calls run()).
+QUICK_EXIT = frozenset({"consult"})
+
 
 class CleanWriter:
     """A stream that drops control sequences from what is written (click's own messages echo
@@ -92,6 +100,7 @@ class _Main(Group):
             sys.exit(exc.exit_code)
 
     def invoke(self, ctx):
+        global _invoked
         try:
             return super().invoke(ctx)
         except InputError as exc:
@@ -117,6 +126,8 @@ class _Main(Group):
             _silence_stdout()
             _error(environment_message(exc))
             ctx.exit(1)
+        finally:
+            _invoked = ctx.invoked_subcommand
 
 
 def _interrupted() -> None:
@@ -158,6 +169,7 @@ def main():
 # in-process (tests, other programs) changes nothing.
 
 _starting_up = False
+_invoked: str | None = None   # the command main() ran last (QUICK_EXIT)
 
 
 class _Closed:
@@ -260,7 +272,26 @@ def run() -> None:
             except (OSError, ValueError):
                 pass
         code = code or 1
+    if _invoked in QUICK_EXIT and (code is None or isinstance(code, int)) and _nothing_to_tear_down():
+        try:
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os._exit(code or 0)
     sys.exit(code)
+
+
+def _nothing_to_tear_down() -> bool:
+    """This process is ours alone: its main module is our entry point, no other thread runs
+    and no exit handler waits (CPython tells how many; elsewhere, never a quick exit)."""
+    import atexit
+
+    main_module = sys.modules.get("__main__")
+    threading = sys.modules.get("threading")
+    handlers = getattr(atexit, "_ncallbacks", None)
+    return (getattr(main_module, "run", None) is run
+            and (threading is None or threading.active_count() == 1)
+            and handlers is not None and handlers() == 0)
 
 
 def _start_up_done() -> None:

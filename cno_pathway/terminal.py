@@ -6,7 +6,6 @@ Plumbing: no click and nothing from the layers above, so every layer can clean w
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 
@@ -100,6 +99,8 @@ def plural(count: int, word: str, many: str | None = None) -> str:
 
 def did_you_mean(word: str, choices, *, limit: int = 3) -> str:
     """'; did you mean X?' for the closest choices (compared on a bounded prefix), or ''."""
+    import difflib  # only for a message: not imported at every start
+
     word = str(word)[:80]
     close = difflib.get_close_matches(word, [str(c) for c in choices], n=limit, cutoff=0.6)
     if not close:

@@ -29,9 +29,15 @@ PROFILE = {"age_years": 11, "weight_kg": 36, "diagnosis": "cno",
            "treatments": [{"drug": "naproxen", "months": 4, "response": "none"}]}
 
 
-def _consult(rules, monkeypatch, cache_dir, seeds=ROOT / "seeds"):
+def _consult(rules, monkeypatch, cache_dir, seeds=ROOT / "seeds", keep_objects=False):
+    """A consult through the cache. The finished objects kept beside the documents are dropped
+    first unless `keep_objects` (tests/test_cache_objects.py), so that these tests exercise the
+    documents themselves."""
     monkeypatch.delenv("CNO_PATHWAY_CACHE", raising=False)
     monkeypatch.setenv("CNO_PATHWAY_CACHE_DIR", str(cache_dir))
+    if not keep_objects and cache_dir.is_dir() and not cache_dir.is_symlink():
+        for entry in cache_dir.glob("kb-*.json"):
+            entry.unlink()
     pathway = Pathway.load(rules, seeds)
     try:
         return json.dumps(pathway.consult(validate_profile(PROFILE, pathway.vocabulary)).to_json())

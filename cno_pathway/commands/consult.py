@@ -10,7 +10,7 @@ import click
 from ..consult.render import render_consult
 from ..errors import InputError, ProfileError
 from ..patient.durations import EXAMPLES as DURATIONS
-from ..patient.intake import (ACTIVITY, InterviewStopped, interview, profile_data_from_flags,
+from ..patient.intake import (ACTIVITY, profile_data_from_flags,
                               profile_from_file)
 from ..patient.profile import validate_profile
 from ..terminal import clean
@@ -162,6 +162,8 @@ def _compact(data):
 def _interactive(vocabulary, save: Path | None):
     """The interview talks on standard error, so standard output holds only the consult;
     --save keeps the answers even when the person stops at the review."""
+    from ..patient.interview import InterviewStopped, interview  # only for this route
+
     click.echo("Answer each question; Enter takes the value in [brackets]. You can review and "
                "change every answer before the consult runs.", err=True)
     try:

@@ -10,29 +10,33 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import __version__
-from ..engine.durable import Engine
+from ..engine.durable import Engine, compile_rules
 from ..errors import RuleError
 from ..engine.evaluation import Evaluation
 from .memo import ConsultMemo
 from ..knowledge.evidence import EvidenceLibrary, load_library
 from ..patient.facts import ADULT_AGE, FACT_SCHEMA, derive_facts, not_tolerated
 from ..patient.profile import PatientProfile
-from ..knowledge.formulary import Formulary, find_formulary, load_formulary
 from ..knowledge.regimens import ADULT_MESSAGES, dose_plan, population_problems
 from ..resources import rules_dir, seeds_dir
-from ..knowledge.rulebook import Rule, RuleBook, fill, load_rulebook
+from ..knowledge.rulebook import Rule, RuleBook, fill, find_formulary, load_rulebook
 from .document import KIND_ORDER, arrange, profile_extra, reasons, why_not
 from ..patient.durations import duration_words
 from ..wording import plain_number
+
+if TYPE_CHECKING:
+    from ..knowledge.formulary import Formulary
 
 SCHEMA = "cno-pathway/consult/1"
 
 
 @dataclass
 class Citation:
+    """A quoted passage as the consult cites it, numbered."""
+
     number: int
     source: str
     finding: str
@@ -72,6 +76,8 @@ class Citation:
 
 @dataclass
 class Suggestion:
+    """One finished suggestion: rule, therapy, dose, grade and citations."""
+
     rule: str
     kind: str
     title: str
@@ -112,6 +118,8 @@ class Suggestion:
 
 @dataclass
 class NotSuggested:
+    """A rule that did not fire, and the conditions it missed."""
+
     rule: str
     title: str
     therapy: str | None
@@ -154,6 +162,8 @@ class SummaryLine:
 
 @dataclass
 class Consult:
+    """One patient's finished consult: what the templates lay out and JSON holds."""
+
     profile: PatientProfile
     facts: dict
     stage: list[str]
@@ -241,12 +251,13 @@ class Pathway:
     """The loaded knowledge: rule base, evidence library and compiled engine."""
 
     def __init__(self, rulebook: RuleBook, library: EvidenceLibrary,
-                 formulary: Formulary | None = None):
+                 formulary: Formulary | None = None, *, compiled: dict | None = None):
         self.rulebook = rulebook
         self.library = library
         self.formulary = formulary      # the hospital's maximum doses, when one is given
         self.value_order = {"stage": list(rulebook.vocabulary.stages)}
-        self.engine = Engine(rulebook.active, self.value_order)
+        # compiled: the engine's patterns kept with the rule base (engine.durable.compile_rules)
+        self.engine = Engine(rulebook.active, self.value_order, compiled=compiled)
         self._memo = ConsultMemo(rulebook.label,
                                  reasons=lambda cond, facts: reasons(cond, facts, rulebook))
 
@@ -255,8 +266,10 @@ class Pathway:
              formulary: str | Path | None = None) -> "Pathway":
         """Parse and check the rule base and the evidence (from the knowledge cache when their
         content was parsed before), then compile the engine. The local formulary is the file
-        given, else `formulary.yaml` beside the rules, else none."""
+        given, else `formulary.yaml` beside the rules, else none. Everything built here lives as
+        long as the pathway: the cyclic collector waits (yamlio.collector_paused)."""
         from ..knowledge.cache import cached
+        from ..yamlio import collector_paused
 
         rdir, sdir = Path(rules_dir(rules)), Path(seeds_dir(seeds))
 
@@ -264,12 +277,17 @@ class Pathway:
             rulebook = load_rulebook(rdir, seeds=sdir)
             library = load_library(sdir)
             check_citations(rulebook, library)
-            return rulebook, library
+            return rulebook, library, compile_rules(rulebook.active)
 
-        rulebook, library = cached([rdir, sdir], build)
-        found = find_formulary(rdir, formulary)
-        return cls(rulebook, library,
-                   load_formulary(found, rulebook.vocabulary) if found is not None else None)
+        with collector_paused():
+            rulebook, library, compiled = cached([rdir, sdir], build, code=(compile_rules,))
+            found = find_formulary(rdir, formulary)
+            if found is None:
+                return cls(rulebook, library, compiled=compiled)
+            from ..knowledge.formulary import load_formulary  # only with a formulary
+
+            return cls(rulebook, library, load_formulary(found, rulebook.vocabulary),
+                       compiled=compiled)
 
     @property
     def vocabulary(self):

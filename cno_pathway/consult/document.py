@@ -87,6 +87,8 @@ class PlanItem:
 
 @dataclass
 class BottomLine:
+    """The consult's first section: the stage and the plan, in a few lines."""
+
     stage: str                   # the treatment stage in words
     held_by: list[str]           # gate stages (vocabulary labels)
     items: list[PlanItem]
@@ -101,6 +103,8 @@ class BottomLine:
 
 @dataclass
 class Basis:
+    """What the consult rests on: intended use, rule base, evidence, inputs."""
+
     intended_use: str
     evidence: list[str]          # '[1] retrospective cohort, 56 patients, pediatric'
     populations: list[str]
@@ -122,6 +126,8 @@ class Basis:
 
 @dataclass
 class Document:
+    """The consult laid out as a clinical document: bottom line, references, basis."""
+
     bottom_line: BottomLine
     groups: list[tuple[str, list]]        # (kind, suggestions), attached alerts left out
     references: list[Reference]

@@ -12,9 +12,12 @@ escapes every character that could become markup; HTML is one self-contained, au
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import re
-import textwrap
+import sys
+from importlib.machinery import SourceFileLoader
+from pathlib import Path
 
 import jinja2
 import markupsafe
@@ -40,9 +43,118 @@ _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~&])")      # markup anywhere in a line
 _MD_START = re.compile(r"^([-+=#]|\d{1,9}(?=[.)](\s|$)))")  # markup at the start of a block
 
 
+# Templates compiled to Python ahead of time, inside the installed package (`make install`
+# writes them: consult/precompile.py). Never a cache folder: code is loaded from the package only.
+PRECOMPILED = Path(__file__).resolve().parent / "_templates"
+_PRECOMPILED_FORMAT = "cno-pathway/template/1"
+
+
+class PackagedLoader(jinja2.FileSystemLoader):
+    """The templates folder, with the compile step done at install time.
+
+    Compiling a template from source (jinja2's parse and code generation, then Python's
+    compile) costs 40-110 ms at every start, more than the rest of a consult. `make install`
+    therefore writes each template's generated Python into the package (`_templates/`, its
+    bytecode by compileall beside it, as for any module of the package), under a key over
+    everything the generated code depends on: the template's name and source, jinja2's version,
+    the environment's compile-time settings and the source of the modules the filters come from
+    (jinja2 folds a filter over constant arguments into the code). A template that was edited,
+    a new jinja2 or a changed filter gives another key: the module is not found and the template
+    is compiled from its source, as without the ahead-of-time step (a wheel, a plain pip
+    install). There is no bytecode cache: nothing is loaded from a folder others may write,
+    and nothing is written at run time (issue 14)."""
+
+    def __init__(self, searchpath, compiled: Path | None = PRECOMPILED):
+        super().__init__(searchpath)
+        self.compiled = compiled
+
+    def load(self, environment, name, globals=None):
+        source, filename, uptodate = self.get_source(environment, name)
+        code = self.precompiled(environment, name, source)
+        if code is None:
+            code = environment.compile(source, name, filename)
+        return environment.template_class.from_code(
+            environment, code, {} if globals is None else globals, uptodate)
+
+    def precompiled(self, environment, name: str, source: str):
+        """The code compiled ahead of time from exactly this source, else None."""
+        if self.compiled is None:
+            return None
+        path = self.compiled / module_file(environment, name, source)
+        try:
+            return SourceFileLoader(path.stem, str(path)).get_code(path.stem)
+        except (OSError, ImportError, SyntaxError, ValueError, EOFError):
+            return None
+
+
+def _compile_settings(env: jinja2.Environment) -> str:
+    """Everything of the environment that its compiler reads (jinja2's lexer, parser, code
+    generator and constant folding), as text."""
+    def named(obj):
+        if obj is None:
+            return "-"
+        return (f"{getattr(obj, '__module__', '')}.{getattr(obj, '__qualname__', type(obj).__name__)}"
+                f"/{getattr(obj, 'jinja_pass_arg', '')}")
+
+    settings = [jinja2.__version__, env.block_start_string, env.block_end_string,
+                env.variable_start_string, env.variable_end_string, env.comment_start_string,
+                env.comment_end_string, env.line_statement_prefix, env.line_comment_prefix,
+                env.trim_blocks, env.lstrip_blocks, env.newline_sequence,
+                env.keep_trailing_newline, env.optimized, env.is_async, env.sandboxed,
+                named(env.autoescape) if callable(env.autoescape) else env.autoescape,
+                named(env.finalize), named(env.code_generator_class),
+                sorted(env.extensions), sorted(getattr(env, "intercepted_binops", ())),
+                sorted(getattr(env, "intercepted_unops", ())),
+                sorted((k, named(f)) for k, f in env.filters.items()),
+                sorted((k, named(f)) for k, f in env.tests.items())]
+    return repr(settings)
+
+
+@functools.lru_cache(maxsize=8)
+def _filter_sources(modules: tuple[str, ...]) -> bytes:
+    """The source of the modules our filters come from (jinja2's own are under its version)."""
+    h = hashlib.sha256()
+    for name in modules:
+        module = sys.modules.get(name)
+        path = getattr(module, "__file__", None)
+        h.update(f"{name}\0".encode())
+        if path:
+            try:
+                h.update(Path(path).read_bytes())
+            except OSError:
+                h.update(b"unreadable")
+        h.update(b"\0")
+    return h.digest()
+
+
+@functools.lru_cache(maxsize=8)
+def _environment_key(env: jinja2.Environment) -> bytes:
+    modules = sorted({getattr(f, "__module__", "") or "" for f in
+                      (*env.filters.values(), *env.tests.values(), env.finalize)
+                      if f is not None} - {""})
+    modules = tuple(m for m in modules if m != "jinja2" and not m.startswith("jinja2."))
+    h = hashlib.sha256(_PRECOMPILED_FORMAT.encode())
+    h.update(_compile_settings(env).encode())
+    h.update(_filter_sources(modules))
+    return h.digest()
+
+
+def module_file(env: jinja2.Environment, name: str, source: str) -> str:
+    """The file name of the module compiled ahead of time for this template in this
+    environment: t_<sha256 over everything the generated code depends on>.py."""
+    h = hashlib.sha256(_environment_key(env))
+    h.update(name.encode("utf-8", "surrogatepass") + b"\0")
+    h.update(source.encode("utf-8", "surrogatepass"))
+    return f"t_{h.hexdigest()}.py"
+
+
 @functools.lru_cache(maxsize=4)
 def environment(autoescape: bool) -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(templates_dir())),
+    return make_environment(autoescape, templates_dir(), PRECOMPILED)
+
+
+def make_environment(autoescape: bool, directory: Path, compiled: Path | None) -> jinja2.Environment:
+    env = jinja2.Environment(loader=PackagedLoader(str(directory), compiled),
                              autoescape=autoescape, trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True, undefined=jinja2.StrictUndefined,
                              finalize=_no_controls if autoescape else None)
@@ -72,10 +184,40 @@ def _wrap(text: str, indent: int = 0, first: int | None = None, width: int = WID
             words.extend(word[i:i + room] for i in range(0, len(word), room))
         else:
             words.append(word)
-    return textwrap.fill(" ".join(words), width=width,
-                         initial_indent=" " * (indent if first is None else first),
-                         subsequent_indent=" " * indent, break_on_hyphens=False,
-                         break_long_words=False)
+    return fill_words(" ".join(words), width, " " * (indent if first is None else first),
+                      " " * indent)
+
+
+_SPACES = re.compile(r"( +)")
+
+
+def fill_words(text: str, width: int, initial: str, subsequent: str) -> str:
+    """textwrap.fill(text, width, initial_indent=initial, subsequent_indent=subsequent,
+    break_on_hyphens=False, break_long_words=False) for text whose only whitespace is spaces,
+    by textwrap's own line-filling steps without building a TextWrapper for each of the ~90
+    paragraphs of a consult (tests/test_render_fill.py compares the two)."""
+    if width <= 0:
+        raise ValueError(f"invalid width {width!r} (must be > 0)")
+    chunks = [chunk for chunk in _SPACES.split(text) if chunk]
+    chunks.reverse()
+    lines: list[str] = []
+    while chunks:
+        line: list[str] = []
+        length = 0
+        indent = subsequent if lines else initial
+        room = width - len(indent)
+        if lines and chunks[-1].strip() == "":
+            del chunks[-1]   # no line after the first starts with a space
+        while chunks and length + len(chunks[-1]) <= room:
+            length += len(chunks[-1])
+            line.append(chunks.pop())
+        if chunks and len(chunks[-1]) > room and not line:
+            line.append(chunks.pop())   # a word longer than the line stays whole
+        if line and line[-1].strip() == "":
+            del line[-1]
+        if line:
+            lines.append(indent + "".join(line))
+    return "\n".join(lines)
 
 
 def _span(pair) -> str:

@@ -172,26 +172,72 @@ class _Run:
         self.rounds = 0
 
 
+def compile_rules(rules: list[Rule], max_rules_per_ruleset: int = MAX_RULES_PER_RULESET) -> dict:
+    """The engine's pattern for each rule, as data that depends on the rules alone:
+    {"patterns": {rule id: definition}, "paths": {rule id: alternative paths}, "flags": sorted
+    [(fact, value)]}. Pathway.load keeps it in the knowledge cache beside the rule base, so a
+    start need not compile again (Engine(..., compiled=...)). A rule too complex for the engine
+    is a RuleError naming it."""
+    staging = [r for r in rules if r.is_staging]
+    _check_staging(staging, max_rules_per_ruleset)
+    compiler = _Compiler()
+    patterns, paths = {}, {}
+    for rule in staging + [r for r in rules if not r.is_staging]:
+        expression = compiler.compile(rule.when)
+        phase = "derive" if rule.is_staging else "suggest"
+        parts = _flatten("$and", [_KIND, {"phase": phase}]
+                         + ([expression] if expression is not None else []))
+        pattern = {"$and": parts}
+        groups = _groups(pattern)
+        count = paths[rule.id] = _paths(pattern)
+        if groups > MAX_GROUPS or count > MAX_ALPHA_PATHS:
+            raise RuleError(f"the condition is too complex for the rule engine ({groups} groups, "
+                            f"at most {MAX_GROUPS}; {count} alternative paths, at most "
+                            f"{MAX_ALPHA_PATHS}): split the rule or simplify its any/in/not",
+                            file=rule.file, line=rule.line, rule=rule.id)
+        patterns[rule.id] = {"all": [{"m": pattern}], "pri": rule.priority + 1}
+    return {"patterns": patterns, "paths": paths, "flags": sorted(compiler.flags)}
+
+
+def _check_staging(staging: list[Rule], max_rules_per_ruleset: int) -> None:
+    if len(staging) > max_rules_per_ruleset - 1:
+        raise RuleError(f"{len(staging)} staging rules: the engine holds at most "
+                        f"{max_rules_per_ruleset - 1} staging rules in one ruleset")
+
+
+def _covers(compiled, rules: list[Rule]) -> bool:
+    """Whether `compiled` has the shape compile_rules gives, for exactly these rules."""
+    if not isinstance(compiled, dict) or set(compiled) != {"patterns", "paths", "flags"}:
+        return False
+    patterns, paths, flags = compiled["patterns"], compiled["paths"], compiled["flags"]
+    ids = {rule.id for rule in rules}
+    return (isinstance(patterns, dict) and isinstance(paths, dict) and isinstance(flags, list)
+            and set(patterns) == ids and set(paths) == ids
+            and all(isinstance(p, dict) for p in patterns.values())
+            and all(type(n) is int for n in paths.values())
+            and all(isinstance(f, (tuple, list)) and len(f) == 2
+                    and all(isinstance(x, str) for x in f) for f in flags))
+
+
 class Engine:
     """A compiled rule base. Use as a context manager, or call close()."""
 
     def __init__(self, rules: list[Rule], value_order: dict[str, list[str]] | None = None,
-                 *, max_rules_per_ruleset: int = MAX_RULES_PER_RULESET):
+                 *, max_rules_per_ruleset: int = MAX_RULES_PER_RULESET,
+                 compiled: dict | None = None):
+        """`compiled`: what compile_rules(rules) returned, kept with the rule base in the
+        knowledge cache (used only if it covers exactly these rules; else compiled here)."""
         self.value_order = value_order or {}
         self.rules = list(rules)
         staging = [r for r in self.rules if r.is_staging]
         suggesting = [r for r in self.rules if not r.is_staging]
-        if len(staging) > max_rules_per_ruleset - 1:
-            raise RuleError(f"{len(staging)} staging rules: the engine holds at most "
-                            f"{max_rules_per_ruleset - 1} staging rules in one ruleset")
-        self._compiler = _Compiler()
-        self._paths: dict[str, int] = {}   # rule id -> alternative paths, set by _compile_rule
-        compiled = {rule.id: self._compile_rule(rule, "derive") for rule in staging}
-        compiled.update({rule.id: self._compile_rule(rule, "suggest") for rule in suggesting})
+        _check_staging(staging, max_rules_per_ruleset)
+        if not _covers(compiled, self.rules):
+            compiled = compile_rules(self.rules, max_rules_per_ruleset)
+        patterns, paths = compiled["patterns"], compiled["paths"]
         self._actions = {rule.id: self._staging_action(rule) for rule in staging}
         self._actions.update({rule.id: self._suggest_action(rule) for rule in suggesting})
         self._actions[_SINK] = None
-        paths = self._paths
         staging_paths = sum(paths[r.id] for r in staging)
         if staging_paths > MAX_ALPHA_PATHS:
             raise RuleError(f"the staging rules have {staging_paths} alternative condition paths; "
@@ -212,13 +258,13 @@ class Engine:
             ruleset: dict = {}
             if index == 0:
                 for rule in staging:
-                    ruleset[rule.id] = compiled[rule.id]
+                    ruleset[rule.id] = patterns[rule.id]
             for rule in chunk:
-                ruleset[rule.id] = compiled[rule.id]
+                ruleset[rule.id] = patterns[rule.id]
             ruleset[_SINK] = {"all": [{"m": _KIND}], "pri": _SINK_PRI}
             definitions[self.ruleset_names[index]] = ruleset
         self.definitions = definitions
-        self.flags = sorted(self._compiler.flags)
+        self.flags = [tuple(flag) for flag in compiled["flags"]]
         self._prepare_fact_text(staging)
         self._rulesets: list[Ruleset] | None = []
         with _LOCK:
@@ -228,21 +274,6 @@ class Engine:
             except BaseException:
                 self.close()
                 raise
-
-    # -- compilation ----------------------------------------------------------------------
-    def _compile_rule(self, rule: Rule, phase: str) -> dict:
-        expression = self._compiler.compile(rule.when)
-        parts = _flatten("$and", [_KIND, {"phase": phase}]
-                         + ([expression] if expression is not None else []))
-        pattern = {"$and": parts}
-        groups = _groups(pattern)
-        paths = self._paths[rule.id] = _paths(pattern)
-        if groups > MAX_GROUPS or paths > MAX_ALPHA_PATHS:
-            raise RuleError(f"the condition is too complex for the rule engine ({groups} groups, "
-                            f"at most {MAX_GROUPS}; {paths} alternative paths, at most "
-                            f"{MAX_ALPHA_PATHS}): split the rule or simplify its any/in/not",
-                            file=rule.file, line=rule.line, rule=rule.id)
-        return {"all": [{"m": pattern}], "pri": rule.priority + 1}
 
     def _staging_action(self, rule: Rule):
         derive = list(rule.derive.items())

@@ -24,26 +24,36 @@ OPERATORS = GROUPS + COMPARISONS + LIST_TESTS + PRESENCE
 
 @dataclass(frozen=True)
 class Condition:
+    """A node of a rule's condition tree; `line` is where it is written."""
+
     line: int | None
 
 
 @dataclass(frozen=True)
 class All(Condition):
+    """Every item holds."""
+
     items: tuple[Condition, ...]
 
 
 @dataclass(frozen=True)
 class Any_(Condition):
+    """At least one item holds."""
+
     items: tuple[Condition, ...]
 
 
 @dataclass(frozen=True)
 class Not(Condition):
+    """The item does not hold (true when its fact has no value)."""
+
     item: Condition
 
 
 @dataclass(frozen=True)
 class Compare(Condition):
+    """A scalar fact compared with a value (false when the fact has no value)."""
+
     op: str          # eq ne gt gte lt lte in
     fact: str
     value: Any       # for `in`, a tuple
@@ -51,6 +61,8 @@ class Compare(Condition):
 
 @dataclass(frozen=True)
 class Has(Condition):
+    """A list fact holds (has) or lacks every one of the values."""
+
     op: str          # has | lacks
     fact: str
     values: tuple    # every value must be (has) / must not be (lacks) in the list
@@ -58,6 +70,8 @@ class Has(Condition):
 
 @dataclass(frozen=True)
 class Presence(Condition):
+    """A fact has a value (present) or has none (absent)."""
+
     op: str          # present | absent
     fact: str
 

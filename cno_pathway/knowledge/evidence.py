@@ -25,6 +25,8 @@ _FINDING_KEYS = {"id", "topic", "statement", "quote", "locator", "numbers"}
 
 @dataclass(frozen=True)
 class Finding:
+    """One quoted passage of a source, with its locator."""
+
     id: str
     source: str
     topic: str
@@ -41,6 +43,8 @@ class Finding:
 
 @dataclass
 class Source:
+    """One source of the evidence library: reference, design, population, findings."""
+
     id: str
     authors: list[str]
     title: str
@@ -70,6 +74,8 @@ class Source:
 
 @dataclass
 class GradingScheme:
+    """The evidence grades (seeds/grading.yaml) and what each means."""
+
     scheme: str
     reference: str
     grades: dict[str, str]          # strongest first
@@ -86,6 +92,8 @@ class GradingScheme:
 
 @dataclass
 class EvidenceLibrary:
+    """Every source of seeds/, by id, and the grading scheme."""
+
     sources: dict[str, Source]
     grading: GradingScheme
     directory: Path

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class FactType:
+    """The type of one fact the rules may test (number, bool, enum or list)."""
+
     kind: str                  # "number" | "bool" | "enum" | "list"
     vocabulary: str | None = None
     derived_by_rules: bool = False

@@ -16,7 +16,6 @@ hospital wrote that cannot be honoured is an error naming file:line, never a sil
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..yamlio import read_document
 from .regimens import PERIODS
-from .rulebook import FORMULARY_FILE   # found beside the rules when no --formulary is given
+from .rulebook import FORMULARY_FILE, find_formulary  # noqa: F401 (find_formulary: its home was here)
 from .vocabulary import Vocabulary, canonical
 
 _TOP_KEYS = ("name", "maxima")
@@ -37,6 +36,8 @@ class FormularyError(InputError):
 
 @dataclass(frozen=True)
 class Maximum:
+    """A hospital's maximum dose of one drug, with its reference."""
+
     drug: str
     max_mg: float
     per: str
@@ -46,6 +47,8 @@ class Maximum:
 
 @dataclass(frozen=True)
 class Formulary:
+    """A local formulary: the maximum doses computed doses are capped at."""
+
     name: str
     file: str
     maxima: dict[tuple[str, str], Maximum]     # (drug, per) -> the maximum
@@ -55,17 +58,6 @@ class Formulary:
 
     def describe(self) -> dict:
         return {"name": self.name, "file": self.file}
-
-
-def find_formulary(rules_dir: Path | str | None, given: Path | str | None) -> Path | None:
-    """The formulary to use: the one given, else `formulary.yaml` beside the rules, else none."""
-    if given is not None:
-        return Path(given)
-    if rules_dir is not None:
-        beside = Path(rules_dir) / FORMULARY_FILE
-        if beside.is_file():
-            return beside
-    return None
 
 
 def load_formulary(path: Path | str, vocabulary: Vocabulary) -> Formulary:
@@ -107,6 +99,8 @@ def load_formulary(path: Path | str, vocabulary: Vocabulary) -> Formulary:
             fail(f"{drug!r} is a drug class: a maximum is per drug (one of {', '.join(drugs)})",
                  p + ("drug",), f"{where}.drug")
         if name_ not in vocabulary.drug_to_class:
+            import difflib  # only for a message: not imported at every start
+
             close = difflib.get_close_matches(name_, drugs, n=3, cutoff=0.6)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             fail(f"unknown drug {drug!r}{hint} (allowed: {', '.join(drugs)})", p + ("drug",),

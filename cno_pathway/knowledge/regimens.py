@@ -34,6 +34,8 @@ _ID = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 @dataclass(frozen=True)
 class Step:
+    """One step of a regimen: its mg/kg range (one value: equal ends), per what, its maximum."""
+
     label: str
     mg_per_kg: tuple[float, float]     # [low, high]; equal when the source gives one value
     per: str
@@ -43,6 +45,8 @@ class Step:
 
 @dataclass(frozen=True)
 class Regimen:
+    """A dosing regimen of regimens.yaml, with the passages it cites."""
+
     id: str
     therapy: str
     text: str
@@ -60,6 +64,8 @@ class Regimen:
 
 @dataclass
 class Regimens:
+    """Every regimen of the rule base, by id."""
+
     by_id: dict[str, Regimen]
     source: str = ""
 

@@ -8,7 +8,6 @@ and rule id. Semantic checks across rules (citations, grades, conflicts) live in
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -46,6 +45,8 @@ _TEST_KEYS = {"fires", "silent"}
 
 @dataclass(frozen=True)
 class Suggest:
+    """What a suggestion rule proposes: its kind, therapy, regimen and rationale."""
+
     kind: str
     therapy: str | None
     regimen: str | None
@@ -54,12 +55,16 @@ class Suggest:
 
 @dataclass(frozen=True)
 class Evidence:
+    """A rule's grade and the findings it cites ('source#finding')."""
+
     grade: str
     cites: tuple[str, ...]
 
 
 @dataclass(frozen=True)
 class RuleTest:
+    """A profile the rule must fire on, or stay silent on (`rules test`)."""
+
     expect: str            # "fires" | "silent"
     profile: dict          # partial profile, completed from the rulebook's test defaults
     line: int | None
@@ -67,6 +72,8 @@ class RuleTest:
 
 @dataclass(frozen=True)
 class Rule:
+    """One parsed rule, with the file and line it was written at."""
+
     id: str
     title: str
     status: str
@@ -93,6 +100,8 @@ class Rule:
 
 @dataclass
 class Section:
+    """A pathway section (stage) of rulebook.yaml: its step number and label."""
+
     name: str
     step: int
     label: str
@@ -130,6 +139,19 @@ class RuleBook:
         if value in v.stages:
             return v.stages[value].label
         return value.replace("_", " ")
+
+
+def find_formulary(rules_dir: Path | str | None, given: Path | str | None) -> Path | None:
+    """The formulary to use (knowledge/formulary.py reads it): the one given, else
+    `formulary.yaml` beside the rules, else none. Here, so that a consult without a formulary
+    never imports the formulary's reader."""
+    if given is not None:
+        return Path(given)
+    if rules_dir is not None:
+        beside = Path(rules_dir) / FORMULARY_FILE
+        if beside.is_file():
+            return beside
+    return None
 
 
 def rule_files(directory: Path) -> list[Path]:
@@ -297,6 +319,13 @@ def _parse_meta(doc: Document):
     return sections, defaults, str(data.get("name", "")), str(data.get("version", "0")), messages
 
 
+def _close(word, choices, n):
+    """Did-you-mean candidates (difflib imported only when a message needs them)."""
+    import difflib
+
+    return difflib.get_close_matches(str(word)[:100], list(choices), n=n)
+
+
 class _RuleParser:
     def __init__(self, doc: Document, vocabulary: Vocabulary, sections: dict):
         self.doc = doc
@@ -310,7 +339,7 @@ class _RuleParser:
     def keys(self, mapping: dict, allowed: set, path: tuple, what: str):
         for key in mapping:
             if key not in allowed:
-                close = difflib.get_close_matches(str(key)[:100], sorted(allowed), n=1)
+                close = _close(key, sorted(allowed), 1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 self.fail(f"unknown key {bounded(key)} in {what}{hint} (allowed: {', '.join(sorted(allowed))})",
                           path + (key,))
@@ -432,7 +461,7 @@ class _RuleParser:
     # -- conditions -----------------------------------------------------------------------
     def fact(self, name, path):
         if not isinstance(name, str) or name not in FACT_SCHEMA:
-            close = difflib.get_close_matches(str(name)[:100], list(FACT_SCHEMA), n=3)
+            close = _close(name, FACT_SCHEMA, 3)
             hint = f"; did you mean {', '.join(close)}?" if close else ""
             self.fail(f"unknown fact {bounded(name)}{hint}", path)
         return FACT_SCHEMA[name]
@@ -468,7 +497,7 @@ class _RuleParser:
         op, arg = next(iter(raw.items()))
         line = self.doc.line(path + (op,))
         if op not in OPERATORS:
-            close = difflib.get_close_matches(str(op)[:100], OPERATORS, n=1)
+            close = _close(op, OPERATORS, 1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             self.fail(f"unknown operator {bounded(op)}{hint} (allowed: {', '.join(OPERATORS)})", path + (op,))
         p = path + (op,)

@@ -7,7 +7,6 @@ the closest known names.
 
 from __future__ import annotations
 
-import difflib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +41,8 @@ def canonical(name: str) -> str:
 
 @dataclass(frozen=True)
 class DrugClass:
+    """A drug class: its label, drugs and what counts as an adequate trial."""
+
     name: str
     label: str
     drugs: tuple[str, ...]
@@ -51,6 +52,8 @@ class DrugClass:
 
 @dataclass(frozen=True)
 class Stage:
+    """A treatment stage the staging rules derive, with its step and label."""
+
     name: str
     step: int
     label: str
@@ -99,6 +102,8 @@ class Vocabulary:
         name = canonical(value)
         if name in allowed:
             return name
+        import difflib  # only for a message: not imported at every start
+
         close = difflib.get_close_matches(name, allowed, n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ValueError(f"unknown {_SINGULAR.get(kind, kind)} {bounded(value)}{hint} "

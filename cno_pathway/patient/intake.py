@@ -175,4 +175,11 @@ def profile_from_flags(flags: dict, vocabulary: Vocabulary) -> PatientProfile:
 
 # -- interactive: patient/interview.py (one question at a time, each answer checked at once) --
 
-from .interview import InterviewStopped, interview  # noqa: E402,F401  (the third route)
+def __getattr__(name: str):
+    """The interview (the third route) is imported when it is asked for: a consult from a file
+    or from flags does not load it (issue 17, start-up)."""
+    if name in ("interview", "InterviewStopped"):
+        from . import interview as questions
+
+        return getattr(questions, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,194 @@
+"""The parsed knowledge (rule base, evidence library) as plain JSON data and back, for the cache.
+
+Parsing and checking the rule base and the evidence from their YAML costs a consult some 8 ms
+at every start even when the YAML's parse comes from the document cache; the objects they build
+depend only on those files and this program. So knowledge/cache.py also keeps the finished
+objects, written here as plain data: every value is JSON (text, numbers, booleans, null) or a
+list tagged with what it was ("L" list, "T" tuple, "D" mapping, "P" path, "C" an object of one
+of the knowledge classes below, by name, with its fields in order), or, for a list or mapping
+that holds only JSON itself (a rule's test profiles, a finding's numbers), "J" and that data as
+it is (read back without a walk: half the objects of the rule base are such data). Nothing else can come back:
+no class outside KNOWLEDGE_MODULES, no callable, no code.
+
+Reading back is checked: a class must be one of ours, with exactly its fields, and each field
+must hold the kind of value its declaration says (a number where `float`, a Condition or None
+where `Condition | None`, a tuple where `tuple[...]`...). Anything else raises ValueError and
+the cache entry is not used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import sys
+from pathlib import Path, PurePath
+
+# the modules whose dataclasses the rule base and the evidence library are made of
+KNOWLEDGE_MODULES = ("cno_pathway.knowledge.rulebook", "cno_pathway.knowledge.conditions",
+                     "cno_pathway.knowledge.vocabulary", "cno_pathway.knowledge.regimens",
+                     "cno_pathway.knowledge.evidence", "cno_pathway.knowledge.factschema")
+# fields that __post_init__ rebuilds from the others (stored once, not twice)
+_REBUILT = {"RuleBook": {"by_id"}, "Vocabulary": {"drug_to_class"}}
+_SIMPLE = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,),
+           "None": (type(None),), "tuple": (tuple,), "list": (list,), "dict": (dict,),
+           "Path": (PurePath,)}
+
+
+class _Spec:
+    """How one knowledge class is written: its name and the fields, with their kinds."""
+
+    __slots__ = ("cls", "name", "fields", "kinds", "rebuilt", "post_init")
+
+    def __init__(self, cls: type, name: str, fields: tuple[str, ...],
+                 kinds: tuple[tuple[type, ...] | None, ...], rebuilt: tuple, post_init):
+        self.cls = cls
+        self.name = name
+        self.fields = fields
+        self.kinds = kinds            # per field; None: any value
+        self.rebuilt = rebuilt        # fields set to their defaults, then __post_init__
+        self.post_init = post_init    # the class's __post_init__, or None
+
+    def make(self, values: dict):
+        """The object with these field values: what its __init__ would build, without the
+        per-field frozen setattr of a generated __init__ (a fifth of the time)."""
+        obj = object.__new__(self.cls)
+        obj.__dict__.update(values)
+        for f in self.rebuilt:
+            obj.__dict__[f.name] = f.default_factory() if f.default is dataclasses.MISSING else f.default
+        if self.post_init is not None:
+            self.post_init(obj)
+        return obj
+
+
+@functools.lru_cache(maxsize=1)
+def _registry() -> tuple[dict[type, _Spec], dict[str, _Spec]]:
+    by_class, by_name = {}, {}
+    for module_name in KNOWLEDGE_MODULES:
+        module = sys.modules.get(module_name) or __import__(module_name, fromlist=["_"])
+        for obj in vars(module).values():
+            if (isinstance(obj, type) and dataclasses.is_dataclass(obj)
+                    and obj.__module__ == module_name):
+                name = f"{module_name.rsplit('.', 1)[1]}.{obj.__name__}"
+                skip = _REBUILT.get(obj.__name__, set())
+                fields = [f for f in dataclasses.fields(obj) if f.init and f.name not in skip]
+                rebuilt = tuple(f for f in dataclasses.fields(obj) if f.name in skip)
+                if len(fields) + len(rebuilt) != len(dataclasses.fields(obj)) or any(
+                        hasattr(obj, attr) for attr in ("__slots__", "__setstate__")):
+                    continue  # not plain fields only: never written, never read
+                spec = _Spec(obj, name, tuple(f.name for f in fields),
+                             tuple(_kinds(f.type, vars(module)) for f in fields), rebuilt,
+                             getattr(obj, "__post_init__", None))
+                by_class[obj] = spec
+                by_name[name] = spec
+    return by_class, by_name
+
+
+def _kinds(annotation, namespace: dict) -> tuple[type, ...] | None:
+    """The kinds of value an annotation allows, from its text ('Condition | None' ->
+    (Condition, NoneType)); None when it allows anything (Any) or names what we do not know."""
+    if not isinstance(annotation, str):
+        annotation = getattr(annotation, "__name__", "")
+    kinds: list[type] = []
+    depth, start = 0, 0
+    parts = []
+    for i, char in enumerate(annotation + "|"):
+        if char == "[":
+            depth += 1
+        elif char == "]":
+            depth -= 1
+        elif char == "|" and depth == 0:
+            parts.append(annotation[start:i].strip())
+            start = i + 1
+    for part in parts:
+        head = part.split("[", 1)[0].strip()
+        if head in ("Any", "object"):
+            return None
+        if head in _SIMPLE:
+            kinds.extend(_SIMPLE[head])
+        elif isinstance(namespace.get(head), type):
+            kinds.append(namespace[head])
+        else:
+            return None
+    return tuple(kinds) or None
+
+
+def _is_json(obj) -> bool:
+    """Lists, text-keyed mappings and scalars only, all the way down (JSON reads back exactly)."""
+    kind = type(obj)
+    if obj is None or kind is str or kind is bool:
+        return True
+    if kind is int:
+        return -(2 ** 63) <= obj < 2 ** 63
+    if kind is float:
+        return math.isfinite(obj)
+    if kind is list:
+        return all(map(_is_json, obj))
+    if kind is dict:
+        return all(type(key) is str and _is_json(value) for key, value in obj.items())
+    return False
+
+
+def encode(obj):
+    """Plain JSON data for a knowledge object; TypeError or ValueError for anything else (a
+    value JSON cannot hold exactly, an object not of the knowledge classes)."""
+    kind = type(obj)
+    if obj is None or kind is str or kind is bool or kind is int:
+        if kind is int and not -(2 ** 63) <= obj < 2 ** 63:
+            raise ValueError("an integer beyond 64 bits")
+        return obj
+    if kind is float:
+        if not math.isfinite(obj):
+            raise ValueError("a number JSON cannot hold")
+        return obj
+    if (kind is list or kind is dict) and _is_json(obj):
+        return ["J", obj]
+    if kind is list:
+        return ["L", *map(encode, obj)]
+    if kind is tuple:
+        return ["T", *map(encode, obj)]
+    if kind is dict:
+        if not all(type(key) is str for key in obj):
+            raise TypeError("a mapping whose keys are not all text")
+        return ["D", {key: encode(value) for key, value in obj.items()}]
+    if isinstance(obj, PurePath):
+        return ["P", str(obj)]
+    spec = _registry()[0].get(kind)
+    if spec is None:
+        raise TypeError(f"not a knowledge object: {kind.__name__}")
+    return ["C", spec.name, *(encode(getattr(obj, name)) for name in spec.fields)]
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def decode(data):
+    """The objects encode() wrote, checked as described above; ValueError if anything is off."""
+    scalars = _SCALARS
+    if type(data) in scalars:
+        return data
+    if type(data) is not list or not data:
+        raise ValueError(f"unexpected {type(data).__name__}")
+    tag = data[0]
+    if tag == "C":
+        spec = _registry()[1].get(data[1]) if len(data) > 1 and type(data[1]) is str else None
+        if spec is None or len(data) - 2 != len(spec.fields):
+            raise ValueError("not an object of the knowledge classes, or not with its fields")
+        values = {}
+        for name, kinds, raw in zip(spec.fields, spec.kinds, data[2:]):
+            value = raw if type(raw) in scalars else decode(raw)
+            if kinds is not None and not isinstance(value, kinds):
+                raise ValueError(f"{spec.name}.{name} holds a {type(value).__name__}")
+            values[name] = value
+        return spec.make(values)
+    if tag == "J" and len(data) == 2:
+        return data[1]   # JSON as read: lists, text-keyed mappings, scalars
+    if tag == "L":
+        return [x if type(x) in scalars else decode(x) for x in data[1:]]
+    if tag == "T":
+        return tuple([x if type(x) in scalars else decode(x) for x in data[1:]])
+    if tag == "D" and len(data) == 2 and type(data[1]) is dict:
+        return {k: v if type(v) in scalars else decode(v) for k, v in data[1].items()}
+    if tag == "P" and len(data) == 2 and type(data[1]) is str:
+        return Path(data[1])
+    raise ValueError(f"unknown tag {str(tag)[:20]!r}")
