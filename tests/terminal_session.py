@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import signal
 import pty
 import select
 import shutil
@@ -35,7 +36,15 @@ def base_env(tmp: Path, **extra) -> dict:
     return env
 
 
+def interruptible():
+    """In the child, before exec: Ctrl-C back to its default. A suite started as a background
+    job of a shell without job control inherits SIGINT ignored (POSIX), and a program started
+    so keeps ignoring it, as it should; the Ctrl-C tests are about our handling, not that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _controlling_terminal():
+    interruptible()
     os.setsid()
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.terminal_session import ROOT, Session, base_env, console_script
+from tests.terminal_session import ROOT, Session, base_env, console_script, interruptible
 
 HOSTILE = ROOT / "tests" / "hostile" / "terminal"
 CASE = ROOT / "examples" / "vertebral-fracture.yaml"
@@ -119,7 +119,8 @@ def test_long_text_is_paged_on_a_terminal_only(tmp_path, env, pager):
 @pytest.mark.parametrize("args", [["consult", "-"], ["consult", "-i"], ["batch", "-"]])
 def test_ctrl_c_exits_130(env, args):
     proc = subprocess.Popen([console_script(), *args], env=env, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=interruptible)
     time.sleep(1.5)  # any moment will do: importing, or waiting for standard input
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
