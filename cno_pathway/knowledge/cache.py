@@ -265,27 +265,16 @@ class TreeLines(Mapping):
     def nearest(self, path: tuple) -> int | None:
         """The line of `path`, else of its nearest ancestor that has one (Document.line), in
         one walk down the tree."""
-        line = self._top
-        node = self._tree
-        for part in path:
-            kind = type(part)
-            if kind is str and type(node) is dict:
-                entry = node.get(part)
-            elif kind is int and type(node) is list and 0 <= part < len(node):
-                entry = node[part]
-            else:
-                break
-            if type(entry) is not list or len(entry) != 2:
-                break
-            if type(entry[0]) is int:
-                line = entry[0]
-            node = entry[1]
-        return line
+        return self._walk(path)[0]
 
     def _find(self, path) -> int | None:
-        if type(path) is not tuple:
-            return None
-        line = self._top
+        """The line of `path` itself; None when it has none or is not there."""
+        return self._walk(path)[1] if type(path) is tuple else None
+
+    def _walk(self, path: tuple) -> tuple[int | None, int | None]:
+        """(the line of the deepest node along `path` that has one, the line of `path` itself
+        or None), one step at a time down the tree."""
+        nearest = own = self._top
         node = self._tree
         for part in path:
             kind = type(part)
@@ -294,11 +283,13 @@ class TreeLines(Mapping):
             elif kind is int and type(node) is list and 0 <= part < len(node):
                 entry = node[part]
             else:
-                return None
+                return nearest, None
             if type(entry) is not list or len(entry) != 2:
-                return None
-            line, node = entry
-        return line if type(line) is int else None
+                return nearest, None
+            own, node = entry
+            if type(own) is int:
+                nearest = own
+        return nearest, own if type(own) is int else None
 
     def __getitem__(self, path) -> int:
         line = self._find(path)
