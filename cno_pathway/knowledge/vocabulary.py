@@ -89,13 +89,34 @@ class Vocabulary:
             return self.values("drugs") + [p for p in self.procedures if p not in self.drug_to_class]
         return list(self.words[kind])
 
+    def ordered(self, kind: str) -> tuple[str, ...]:
+        """`values(kind)` built once: a loaded vocabulary does not change, and facts and checks
+        ask for the same lists for every patient."""
+        kept = self.__dict__.setdefault("_ordered_values", {})
+        found = kept.get(kind)
+        if found is None:
+            found = kept[kind] = tuple(self.values(kind))
+        return found
+
+    def _exact(self, kind: str) -> frozenset:
+        """The names `match` returns unchanged (allowed, canonical, not too long), built once:
+        most profiles spell every word so."""
+        kept = self.__dict__.setdefault("_exact_names", {})
+        found = kept.get(kind)
+        if found is None:
+            found = kept[kind] = frozenset(n for n in self.ordered(kind)
+                                           if len(n) <= MAX_NAME and canonical(n) == n)
+        return found
+
     def match(self, kind: str, value: str) -> str:
         """Return the canonical name of `value` in list `kind`, or raise ValueError.
 
         Work is bounded by the value's length: a value longer than MAX_NAME is refused before
         any normalising or did-you-mean (a 1 MB string reused 400 times costs nothing), and the
         message shows a bounded, escaped prefix."""
-        allowed = self.values(kind)
+        if type(value) is str and value in self._exact(kind):
+            return value
+        allowed = self.ordered(kind)
         if len(value) > MAX_NAME:
             raise ValueError(f"unknown {_SINGULAR.get(kind, kind)} {bounded(value)}: longer than "
                              f"any name (allowed: {', '.join(allowed)})")

@@ -8,11 +8,9 @@ objects, never into anything else.
 
 from __future__ import annotations
 
-import weakref
 from collections import Counter
 from typing import Any
 
-from ..knowledge.vocabulary import MAX_NAME, canonical
 from ..wording import plain_number
 from ..yamlio import bounded
 
@@ -24,33 +22,10 @@ def _vocab(info):
     return context["vocabulary"]
 
 
-# vocabulary (by id, while it lives) -> kind -> the names a value matches by being them: most
-# profiles spell every word canonically, and Vocabulary.match rebuilds its list at every call.
-# A Vocabulary is not changed once loaded.
-_EXACT: dict[int, tuple[weakref.ref, dict[str, frozenset]]] = {}
-
-
-def _exact(vocabulary, kind: str) -> frozenset:
-    entry = _EXACT.get(id(vocabulary))
-    if entry is None or entry[0]() is not vocabulary:
-        if len(_EXACT) >= 16:
-            _EXACT.clear()
-        entry = _EXACT[id(vocabulary)] = (weakref.ref(vocabulary), {})
-    names = entry[1].get(kind)
-    if names is None:
-        # exactly the names Vocabulary.match returns unchanged: allowed, canonical, not too long
-        names = entry[1][kind] = frozenset(n for n in vocabulary.values(kind)
-                                           if len(n) <= MAX_NAME and canonical(n) == n)
-    return names
-
-
 def _match(kind: str, value: Any, info) -> str:
     if not isinstance(value, str):
         raise ValueError(f"must be text, one of: {', '.join(_vocab(info).values(kind))}")
-    vocabulary = _vocab(info)
-    if type(value) is str and value in _exact(vocabulary, kind):
-        return value
-    return vocabulary.match(kind, value)
+    return _vocab(info).match(kind, value)
 
 
 def _match_list(kind: str, values: Any, info) -> list[str]:

@@ -100,25 +100,7 @@ def _in_order(values, vocabulary: Vocabulary, kind: str) -> list[str]:
     """A list fact in vocabulary order, so the same facts come out whatever order they were given in."""
     if not values:
         return []
-    return [v for v in _order(vocabulary, kind) if v in values]
-
-
-_ORDERS: dict[int, tuple] = {}
-
-
-def _order(vocabulary: Vocabulary, kind: str) -> tuple:
-    """The order of a vocabulary list, kept per loaded vocabulary (a vocabulary is not changed
-    once loaded; `values` builds, and for drugs sorts, a new list at each call)."""
-    found = _ORDERS.get(id(vocabulary))
-    if found is None or found[0] is not vocabulary:
-        if len(_ORDERS) >= 16:
-            _ORDERS.clear()
-        found = _ORDERS[id(vocabulary)] = (vocabulary, {})
-    orders = found[1]
-    order = orders.get(kind)
-    if order is None:
-        order = orders[kind] = tuple(vocabulary.values(kind))
-    return order
+    return [v for v in vocabulary.ordered(kind) if v in values]
 
 
 def _history(profile: PatientProfile, vocabulary: Vocabulary) -> dict:
@@ -150,7 +132,7 @@ def _history(profile: PatientProfile, vocabulary: Vocabulary) -> dict:
             groups["ongoing_drugs"].add(t.drug)
     out: dict = {}
     for name, values in groups.items():
-        out[name] = ([v for v in _order(vocabulary, FACT_SCHEMA[name].vocabulary) if v in values]
+        out[name] = ([v for v in vocabulary.ordered(FACT_SCHEMA[name].vocabulary) if v in values]
                      if values else [])
     out["failed_class_count"] = len(out["failed_classes"])
     out["responding_class_count"] = len(out["responding_classes"])
