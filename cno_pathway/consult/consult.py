@@ -260,6 +260,10 @@ class Pathway:
         self.engine = Engine(rulebook.active, self.value_order, compiled=compiled)
         self._memo = ConsultMemo(rulebook.label,
                                  reasons=lambda cond, facts: reasons(cond, facts, rulebook))
+        # built on first use, then the same for every patient
+        self._disclaimers: dict[str, str] = {}              # populations -> disclaimer
+        self._constants_of_suggestions: dict[str, dict] = {}
+        self._not_suggested_order: list[tuple] | None = None
 
     @classmethod
     def load(cls, rules: str | Path | None = None, seeds: str | Path | None = None,
@@ -339,7 +343,7 @@ class Pathway:
     # -- pieces ---------------------------------------------------------------------------
     def _disclaimer(self, populations: str) -> str:
         """The disclaimer for the populations of the evidence cited (a few combinations: kept)."""
-        kept = self.__dict__.setdefault("_disclaimers", {})
+        kept = self._disclaimers
         text = kept.get(populations)
         if text is None:
             text = kept[populations] = fill(self.rulebook.messages.get("disclaimer", ""),
@@ -348,7 +352,7 @@ class Pathway:
 
     def _suggestion_constants(self, rule: Rule) -> dict:
         """The fields of a rule's suggestion that are the same for every patient, built once."""
-        cache = self.__dict__.setdefault("_constants_of_suggestions", {})
+        cache = self._constants_of_suggestions
         found = cache.get(rule.id)
         if found is None:
             book, vocab, s = self.rulebook, self.vocabulary, rule.suggest
@@ -516,7 +520,7 @@ class Pathway:
         """(rule, section step, the fields of its "not suggested" entry that are the same for
         every patient) for every suggestion rule, in the order "not suggested" lists them. An
         authored why-not line is one of those fields."""
-        found = self.__dict__.get("_not_suggested_order")
+        found = self._not_suggested_order
         if found is None:
             book = self.rulebook
             found = self._not_suggested_order = []
@@ -542,8 +546,7 @@ class Pathway:
         current = max(steps) if steps else min(sec.step for sec in book.sections.values()
                                                 if sec.name != "staging")
         shown = (current, current + 1)
-        explain = self._memo.explain
-        lines = self.__dict__.setdefault("_why_not_lines", {})
+        explain, why_not_line = self._memo.explain, self._memo.why_not_line
         words: dict[str, str] = {}           # fact -> its value in words, for this patient
         out = []
         for rule, step, fields in self._not_suggested_rules():
@@ -553,13 +556,8 @@ class Pathway:
             entry.__dict__ = fields.copy()
             entry.unmet, reasons = explain(rule, facts, words)
             if not entry.why_not_authored:
-                # the line of a rule's reasons, kept by the reasons (a bounded few)
-                line = lines.get(reasons)
-                if line is None:
-                    if len(lines) >= 4096:
-                        lines.clear()
-                    line = lines[reasons] = why_not(rule, facts, book, known=list(reasons))[0]
-                entry.why_not = line
+                entry.why_not = why_not_line(
+                    reasons, lambda: why_not(rule, facts, book, known=list(reasons))[0])
             out.append(entry)
         scope = None if complete else [
             sec.label for sec in sorted(book.sections.values(), key=lambda s: s.step)

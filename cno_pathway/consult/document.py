@@ -423,22 +423,9 @@ def why_not(rule, facts, book, *, known: list[str] | None = None) -> tuple[str, 
     `reasons(rule.when, facts, book)` when the caller has it already (from the memo)."""
     authored = getattr(rule, "why_not", "") or ""
     if authored:
-        return _authored(authored), True
+        return " ".join(authored.split()), True
     found = reasons(rule.when, facts, book) if known is None else known
     return "; ".join(dict.fromkeys(found)) or "its condition does not hold", False
-
-
-_AUTHORED: dict[str, str] = {}
-
-
-def _authored(text: str) -> str:
-    """An authored why-not on one line (rule texts are few: kept)."""
-    line = _AUTHORED.get(text)
-    if line is None:
-        line = " ".join(text.split())
-        if len(_AUTHORED) < 4096:
-            _AUTHORED[text] = line
-    return line
 
 
 # -- basis of this consult ------------------------------------------------------------------------

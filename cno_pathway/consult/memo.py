@@ -12,6 +12,7 @@
   Values are keyed with their type, so that True and 1 or 1 and 1.0 (equal in Python, worded
   differently) never share an entry. The memo is bounded (cleared when full): a cohort of any
   size costs the same memory, and every answer is what computing it afresh gives.
+- The why-not line depends only on the reasons: kept by them.
 - The citations of a rule and of its regimen depend only on the rule base and the evidence
   library: kept by rule id.
 Callers receive fresh lists and fresh citation objects: nothing a consult changes can reach the
@@ -46,12 +47,13 @@ class ConsultMemo:
         self._reads: dict[str, tuple] = {}
         self._explained: dict[tuple, tuple] = {}  # (rule id, key) -> (lines, reasons)
         self._actual: dict[tuple, str] = {}       # (fact, value) -> the patient's value in words
+        self._lines: dict[tuple, str] = {}        # reasons -> the why-not line
         self._cited: dict[str, tuple] = {}
 
     @property
     def size(self) -> int:
         """Entries kept for explanations (each table is bounded by max_entries)."""
-        return max(len(self._explained), len(self._actual))
+        return max(len(self._explained), len(self._actual), len(self._lines))
 
     # -- explanations --------------------------------------------------------------------------
     def _reads_of(self, rule) -> tuple:
@@ -148,6 +150,13 @@ class ConsultMemo:
             actual = self._keep(self._actual, key, actual_words(fact, facts, self.label))
         return actual
 
+    def why_not_line(self, reasons: tuple[str, ...], compute: Callable[[], str]) -> str:
+        """The why-not line of a rule's reasons (document.why_not), kept by the reasons."""
+        line = self._lines.get(reasons)
+        if line is None:
+            line = self._keep(self._lines, reasons, compute())
+        return line
+
     # -- citations -----------------------------------------------------------------------------
     def cited(self, rule_id: str, compute: Callable[[], tuple[list, list]]) -> tuple[list, list]:
         """A rule's (citations, dose citations), computed once; fresh copies each time."""
@@ -167,6 +176,9 @@ class PlainMemo(ConsultMemo):
 
     def explain(self, rule, facts: dict, words: dict | None = None) -> tuple[list[str], tuple[str, ...]]:
         return unmet(rule.when, facts, self.label), tuple(self.reasons_of(rule.when, facts))
+
+    def why_not_line(self, reasons: tuple[str, ...], compute: Callable[[], str]) -> str:
+        return compute()
 
     def cited(self, rule_id: str, compute: Callable[[], tuple[list, list]]) -> tuple[list, list]:
         return compute()
