@@ -353,6 +353,16 @@ class Engine:
             memo[key] = text
         return text
 
+    def _flags_text(self, fact: str, have, flags: list) -> str:
+        """The flag members of one list fact ("name":true/false for each value rules test),
+        kept by the list's values."""
+        def build():
+            return ",".join([yes if value in have else no for value, yes, no in flags])
+        try:
+            return self._kept((fact, tuple(have)), build)
+        except TypeError:             # unhashable values: written without the memo
+            return build()
+
     def _static_text(self, facts: dict) -> str:
         """The part of a patient's fact that no round changes, as JSON members."""
         return self._static_texts(facts)[0]
@@ -377,13 +387,7 @@ class Engine:
                 staged.append(text)
         get = facts.get
         for fact, flags in self._flag_groups:
-            have = get(fact, ())
-            try:
-                text = kept((fact, tuple(have)),
-                            lambda: ",".join([yes if value in have else no
-                                              for value, yes, no in flags]))
-            except TypeError:         # unhashable values: written without the memo
-                text = ",".join([yes if value in have else no for value, yes, no in flags])
+            text = self._flags_text(fact, get(fact, ()), flags)
             every.append(text)
             if fact in read:
                 staged.append(text)
@@ -401,14 +405,7 @@ class Engine:
                                            else _value_text(value)))
         get = facts.get
         for fact, flags in self._derived_flag_groups:
-            have = get(fact, ())
-            try:
-                text = self._kept((fact, tuple(have)),
-                                  lambda: ",".join([yes if value in have else no
-                                                    for value, yes, no in flags]))
-            except TypeError:         # unhashable values: written without the memo
-                text = ",".join([yes if value in have else no for value, yes, no in flags])
-            parts.append(text)
+            parts.append(self._flags_text(fact, get(fact, ()), flags))
         return ",".join(parts) + "}"
 
     def _another_round(self, run: "_Run", before: dict) -> bool:
