@@ -35,7 +35,13 @@ no more matches for a round's fact, the next round's fact is asserted if anythin
 derived, else the final fact in phase "suggest", which the suggestion rules (in every
 ruleset) match. The fact is JSON text assembled once per patient (the members no round
 changes) plus the few members staging derives; key names are built once per rule base, and the
-text of list-fact flags and numbers is kept by value. A fact in phase "derive" carries only the
+text of list-fact flags and numbers is kept by value. A list fact is one flag member for each
+value it holds that some rule tests ("features__ibd":true); `has` matches the member and `lacks`
+its absence ($nex): a fact carries a few flags instead of one per tested value, and since the
+engine parses every member and walks them all at each alpha node it visits, this halved its
+time ($nex tests pend on the same alpha stack as the others: MAX_ALPHA_PATHS counts them
+alike). Each fact has an id of its own in the session (its phase and round), which spares the
+engine hashing the whole fact into one. A fact in phase "derive" carries only the
 members staging rules read, and a next round is asserted only when a staging rule that has not
 fired reads a value the last round derived (a rule's match depends only on what it reads).
 """
@@ -99,9 +105,12 @@ class _Compiler:
             return _NEVER
         return parts[0] if len(parts) == 1 else {"$or": parts}
 
-    def _flag(self, fact, value):
+    def _held(self, fact: str, value: str, held: bool) -> dict:
+        """A list fact holds (or lacks) one value: its flag member is present (or absent). The
+        fact carries only the flags of values held, a third of its members at most."""
         self.flags.add((fact, value))
-        return flag_name(fact, value)
+        name = flag_name(fact, value)
+        return {name: True} if held else {"$nex": {name: 1}}
 
     def _pos(self, c: Condition) -> dict | None:
         if isinstance(c, All):
@@ -117,8 +126,7 @@ class _Compiler:
                 return None if c.op == "present" else _NEVER
             return {"$ex" if c.op == "present" else "$nex": {encode_name(c.fact): 1}}
         if isinstance(c, Has):
-            want = c.op == "has"
-            return self._group("$and", [{self._flag(c.fact, v): want} for v in c.values])
+            return self._group("$and", [self._held(c.fact, v, c.op == "has") for v in c.values])
         if isinstance(c, Compare):
             name = encode_name(c.fact)
             if c.op == "eq":
@@ -141,8 +149,7 @@ class _Compiler:
                 return _NEVER if c.op == "present" else None
             return {"$nex" if c.op == "present" else "$ex": {encode_name(c.fact): 1}}
         if isinstance(c, Has):
-            want = c.op != "has"
-            return self._group("$or", [{self._flag(c.fact, v): want} for v in c.values])
+            return self._group("$or", [self._held(c.fact, v, c.op != "has") for v in c.values])
         if isinstance(c, Compare):
             name = encode_name(c.fact)
             absent = {"$nex": {name: 1}}
@@ -310,20 +317,18 @@ class Engine:
         self._number_facts = {name for name, ftype in FACT_SCHEMA.items() if ftype.kind == "number"}
         flags = [(fact, value, json.dumps(flag_name(fact, value)))
                  for fact, value in self.flags]
-        self._static_flags = [(f, v, k + ":true", k + ":false") for f, v, k in flags
-                              if f not in self._derived]
-        self._derived_flags = [(f, v, k + ":true", k + ":false") for f, v, k in flags
-                               if f in self._derived]
+        self._static_flags = [(f, v, k + ":true") for f, v, k in flags if f not in self._derived]
+        self._derived_flags = [(f, v, k + ":true") for f, v, k in flags if f in self._derived]
         self._derived_scalars = sorted(name for name in self._derived if name in self._scalar_keys)
         # the flags of one list fact, in the order above: their text is kept by the list's
         # values (few distinct lists of features, classes, drugs...), as are scalar members
         groups: dict[str, list] = {}
-        for fact, value, yes, no in self._static_flags:
-            groups.setdefault(fact, []).append((value, yes, no))
+        for fact, value, member in self._static_flags:
+            groups.setdefault(fact, []).append((value, member))
         self._flag_groups = list(groups.items())
         groups = {}
-        for fact, value, yes, no in self._derived_flags:
-            groups.setdefault(fact, []).append((value, yes, no))
+        for fact, value, member in self._derived_flags:
+            groups.setdefault(fact, []).append((value, member))
         self._derived_flag_groups = list(groups.items())
         self._text_memo: dict[tuple, str] = {}
         self._staging_reads = frozenset(leaf.fact for rule in staging for leaf in leaves(rule.when))
@@ -354,10 +359,10 @@ class Engine:
         return text
 
     def _flags_text(self, fact: str, have, flags: list) -> str:
-        """The flag members of one list fact ("name":true/false for each value rules test),
-        kept by the list's values."""
+        """The flag members of one list fact ("name":true for each value rules test that the
+        list holds; none for the others), kept by the list's values; "" when it holds none."""
         def build():
-            return ",".join([yes if value in have else no for value, yes, no in flags])
+            return ",".join([member for value, member in flags if value in have])
         try:
             return self._kept((fact, tuple(have)), build)
         except TypeError:             # unhashable values: written without the memo
@@ -388,13 +393,15 @@ class Engine:
         get = facts.get
         for fact, flags in self._flag_groups:
             text = self._flags_text(fact, get(fact, ()), flags)
-            every.append(text)
-            if fact in read:
-                staged.append(text)
+            if text:
+                every.append(text)
+                if fact in read:
+                    staged.append(text)
         return ",".join(every), ",".join(staged)
 
     def _fact_text(self, static: str, facts: dict, sid: str, phase: str, gen: int) -> str:
-        parts = [f'{{"sid":"{sid}","cno_kind":"patient","phase":"{phase}","gen":{gen}']
+        parts = [f'{{"sid":"{sid}","id":"{phase}{gen}","cno_kind":"patient","phase":"{phase}",'
+                 f'"gen":{gen}']
         if static:
             parts.append(static)
         keys, numbers = self._scalar_keys, self._number_facts
@@ -405,7 +412,9 @@ class Engine:
                                            else _value_text(value)))
         get = facts.get
         for fact, flags in self._derived_flag_groups:
-            parts.append(self._flags_text(fact, get(fact, ()), flags))
+            text = self._flags_text(fact, get(fact, ()), flags)
+            if text:
+                parts.append(text)
         return ",".join(parts) + "}"
 
     def _another_round(self, run: "_Run", before: dict) -> bool:
