@@ -361,6 +361,8 @@ class Engine:
     def _flags_text(self, fact: str, have, flags: list) -> str:
         """The flag members of one list fact ("name":true for each value rules test that the
         list holds; none for the others), kept by the list's values; "" when it holds none."""
+        if not have:
+            return ""                 # holds nothing (most lists): no member
         def build():
             return ",".join([member for value, member in flags if value in have])
         try:
