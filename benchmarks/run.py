@@ -171,12 +171,47 @@ def _best(runs: int, **work) -> dict[str, float]:
     return {name: min(t) for name, t in times.items()}
 
 
+def c_engine_alone(engine, facts: list):
+    """A run of the C engine alone: the very fact texts the engine adapter asserts for these
+    facts, replayed through the driver, each session deleted after its last fact as the adapter
+    deletes it (one session serves several evaluations: engine.durable.SESSION_EVALUATIONS)."""
+    from cno_pathway.engine import durable as adapter
+
+    evaluations: list[list] = []
+    real = adapter.Ruleset.matches
+
+    def recording(self, text):
+        evaluations[-1].append((self, text))
+        return real(self, text)
+    adapter.Ruleset.matches = recording
+    try:
+        for f in facts:
+            evaluations.append([])
+            engine.evaluate(f)
+    finally:
+        adapter.Ruleset.matches = real
+        engine._end_session()       # the replay asserts the same fact ids in sessions of its own
+    sids = [json.loads(asserted[0][1])["sid"] for asserted in evaluations]
+    replay = []
+    for i, asserted in enumerate(evaluations):
+        ends = i + 1 == len(sids) or sids[i + 1] != sids[i]
+        replay.append((asserted, list({id(r): r for r, _ in asserted}.values()) if ends else (),
+                       sids[i]))
+
+    def run():
+        for asserted, rulesets, sid in replay:
+            for ruleset, text in asserted:
+                ruleset.matches(text)
+            for ruleset in rulesets:
+                ruleset.delete_state(sid)
+    return run
+
+
 def bench_batch(n: int, big: int):
     from cno_pathway.consult.consult import Pathway
     from cno_pathway.consult.jsonout import dumps_line, slow_line
     from cno_pathway.consult.document import reasons
     from cno_pathway.consult.memo import PlainMemo
-    from cno_pathway.engine import durable as adapter
     from cno_pathway.patient.facts import derive_facts
     from cno_pathway.patient.profile import validate_profile
 
@@ -189,31 +224,7 @@ def bench_batch(n: int, big: int):
         profiles = [validate_profile(json.loads(line), pathway.vocabulary)
                     for line in small.read_text().splitlines()]
         facts = [derive_facts(p, pathway.vocabulary) for p in profiles]
-        # the C engine alone: the very fact texts the adapter asserts, replayed through the driver
-        evaluations: list[list] = []
-        real = adapter.Ruleset.matches
-
-        def recording(self, text):
-            evaluations[-1].append((self, text))
-            return real(self, text)
-        adapter.Ruleset.matches = recording
-        try:
-            for f in facts:
-                evaluations.append([])
-                engine.evaluate(f)
-        finally:
-            adapter.Ruleset.matches = real
-        replay = []
-        for asserted in evaluations:
-            sid = json.loads(asserted[0][1])["sid"]
-            replay.append((asserted, list({id(r): r for r, _ in asserted}.values()), sid))
-
-        def c_alone():
-            for asserted, rulesets, sid in replay:
-                for ruleset, text in asserted:
-                    ruleset.matches(text)
-                for ruleset in rulesets:
-                    ruleset.delete_state(sid)
+        c_alone = c_engine_alone(engine, facts)
 
         def ours():
             for f in facts:

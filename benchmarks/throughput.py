@@ -12,21 +12,19 @@ wall-clock: this machine is shared, and no profiler runs (cProfile distorts smal
 from __future__ import annotations
 
 import gc
-import json
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import generated_profiles  # noqa: E402
+from run import c_engine_alone, generated_profiles  # noqa: E402
 
 from cno_pathway.consult.batch import consult_line, parse_line  # noqa: E402
 from cno_pathway.consult.consult import Pathway  # noqa: E402
 from cno_pathway.consult.jsonout import dumps_line  # noqa: E402
 from cno_pathway.consult.memo import PlainMemo  # noqa: E402
 from cno_pathway.consult.document import reasons  # noqa: E402
-from cno_pathway.engine import durable  # noqa: E402
 from cno_pathway.patient.facts import derive_facts  # noqa: E402
 from cno_pathway.patient.intake import profile_from_data  # noqa: E402
 
@@ -38,33 +36,6 @@ def best(rounds: int, run) -> float:
         run()
         times.append(time.process_time() - start)
     return min(times)
-
-
-def c_engine_alone(engine, facts: list) -> callable:
-    """The fact texts one evaluation of each profile asserts, replayed through the driver."""
-    asserted: list[list] = []
-    real = durable.Ruleset.matches
-
-    def recording(self, text):
-        asserted[-1].append((self, text))
-        return real(self, text)
-    durable.Ruleset.matches = recording
-    try:
-        for f in facts:
-            asserted.append([])
-            engine.evaluate(f)
-    finally:
-        durable.Ruleset.matches = real
-    replay = [(texts, list({id(r): r for r, _ in texts}.values()), json.loads(texts[0][1])["sid"])
-              for texts in asserted]
-
-    def run():
-        for texts, rulesets, sid in replay:
-            for ruleset, text in texts:
-                ruleset.matches(text)
-            for ruleset in rulesets:
-                ruleset.delete_state(sid)
-    return run
 
 
 def main(n: int = 3000) -> None:

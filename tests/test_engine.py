@@ -330,6 +330,99 @@ def test_an_exception_in_an_action_surfaces_as_engine_error(monkeypatch, fixture
                 engine.evaluate(naive)
 
 
+# -- one engine session shared by consecutive evaluations ------------------------------------------
+
+def _watching_sessions(monkeypatch):
+    """(the sid of each fact asserted, the (ruleset, sid) of each session deleted)"""
+    from cno_pathway.engine import driver
+
+    asserted, deleted = [], []
+    matches, delete_state = driver.Ruleset.matches, driver.Ruleset.delete_state
+
+    def watched_matches(self, text):
+        asserted.append(json.loads(text)["sid"])
+        return matches(self, text)
+
+    def watched_delete(self, sid):
+        deleted.append((self.name, sid))
+        return delete_state(self, sid)
+    monkeypatch.setattr(driver.Ruleset, "matches", watched_matches)
+    monkeypatch.setattr(driver.Ruleset, "delete_state", watched_delete)
+    return asserted, deleted
+
+
+def test_a_session_serves_a_fixed_number_of_evaluations_then_is_deleted(
+        monkeypatch, fixture_book, value_order, make_facts, profile_data):
+    from cno_pathway.engine.durable import SESSION_EVALUATIONS
+
+    asserted, deleted = _watching_sessions(monkeypatch)
+    facts = make_facts(profile_data())
+    with Engine(fixture_book.active, value_order, max_rules_per_ruleset=5) as engine:
+        rulesets = len(engine.ruleset_names)
+        sids = []
+        for _ in range(2 * SESSION_EVALUATIONS + 3):
+            asserted.clear()
+            engine.evaluate(facts)
+            assert len(set(asserted)) == 1          # one session for all of one evaluation's facts
+            sids.append(asserted[0])
+        assert [sids.count(s) for s in dict.fromkeys(sids)] == [SESSION_EVALUATIONS] * 2 + [3]
+        # each full session deleted in every ruleset, right after its last evaluation
+        assert sorted(deleted) == sorted((name, sid) for sid in dict.fromkeys(sids[:-3])
+                                         for name in engine.ruleset_names)
+        assert len(deleted) == 2 * rulesets
+    # closing deletes the live session too
+    assert {sid for _, sid in deleted[2 * rulesets:]} == {sids[-1]}
+
+
+def test_sharing_a_session_gives_what_a_fresh_session_gives(fixture_pathway, vocab, gen):
+    """Facts of earlier patients stay in a shared session: every rule has one pattern, so none
+    joins them, and none of their ids comes back. Each evaluation in its own engine is the
+    reference."""
+    rng = random.Random(11)
+    samples = [derive_facts(validate_profile(gen.profile(rng, vocab), vocab), vocab)
+               for _ in range(60)]
+    book = fixture_pathway.rulebook
+    shared = [fixture_pathway.engine.evaluate(f) for f in samples]
+    for facts, got in zip(samples, shared):
+        with Engine(book.active, fixture_pathway.value_order) as alone:
+            want = alone.evaluate(facts)
+        assert (got.fired, got.facts, got.derivations) == (want.fired, want.facts,
+                                                           want.derivations)
+
+
+def test_a_failed_evaluation_ends_its_session(monkeypatch, fixture_book, value_order, make_facts,
+                                             profile_data):
+    monkeypatch.setattr(Engine, "_staging_action",
+                        _raising_for("CNO-STAGE-NAIVE", Engine._staging_action))
+    asserted, deleted = _watching_sessions(monkeypatch)
+    with Engine(fixture_book.active, value_order) as engine:
+        engine.evaluate(make_facts(profile_data(treatments=[
+            {"drug": "naproxen", "months": 4, "response": "none"}])))   # not naive: no failure
+        assert not deleted
+        with pytest.raises(EngineError, match="boom"):
+            engine.evaluate(make_facts(profile_data()))
+        assert {sid for _, sid in deleted} == set(asserted)    # the session the two shared
+        assert len(deleted) == len(engine.ruleset_names)
+
+
+def test_raw_a_fact_whose_id_the_session_has_seen_is_ignored_and_the_driver_refuses_it():
+    import durable_rules_engine
+
+    from cno_pathway.engine.driver import Ruleset
+
+    ruleset = Ruleset("raw_seen", {"r": {"all": [{"m": {"k": "x"}}], "pri": 1}})
+    try:
+        text = '{"sid":"1","id":"a","k":"x"}'
+        assert ruleset.matches(text) == ["r"]
+        assert durable_rules_engine.assert_fact(ruleset.handle, text)[0] == 2   # raw: ignored
+        with pytest.raises(EngineError, match="already holds a fact with this id"):
+            ruleset.matches(text)
+        assert ruleset.matches('{"sid":"1","id":"b","k":"x"}') == ["r"]
+        ruleset.delete_state("1")
+    finally:
+        ruleset.close()
+
+
 # -- the 1,024-session limit ----------------------------------------------------------------------
 
 def test_raw_more_than_1024_live_sessions_raise_memory_error(run_python):

@@ -15,7 +15,10 @@ import json
 
 import durable_rules_engine as _engine
 
+from ..errors import EngineError
+
 _NOT_HANDLED = 1        # assert_fact's status when no rule's pattern took the fact
+_OBSERVED = 2           # ...when the session already holds a fact with that id: it is ignored
 
 
 class Ruleset:
@@ -33,6 +36,8 @@ class Ruleset:
         status, state = _engine.assert_fact(handle, fact_json)
         if status == _NOT_HANDLED:
             return []
+        if status == _OBSERVED:      # silently matching nothing would drop the patient's rules
+            raise EngineError("the engine session already holds a fact with this id")
         started = _engine.start_action_for_state(handle, state)
         if started is None:
             return []

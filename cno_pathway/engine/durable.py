@@ -14,7 +14,10 @@ show why we do not use it):
   loops: every pattern starts with the discriminator {cno_kind: patient};
 - deleting a session in which no action ran segfaults: every ruleset keeps a lowest-priority
   sink rule that always fires (it also keeps every fact handled);
-- more than 1,024 live sessions raise MemoryError: each evaluation deletes its session;
+- more than 1,024 live sessions raise MemoryError: an engine keeps one live session, which
+  serves SESSION_EVALUATIONS evaluations and is then deleted (see Engine._session_for);
+- a fact whose id its session has seen is ignored (status 2): every fact gets an id of its own,
+  and the driver raises should one ever come back;
 - the extension is not thread-safe: one lock around every evaluation;
 - priority is an unsigned short: rule priorities are capped by the parser (MAX_PRIORITY);
 - a ruleset of about 540 rules hangs at creation (the distinct tests under one alpha node sit in
@@ -71,6 +74,8 @@ _NEVER = {"$nex": {"cno_kind": 1}}          # false for every patient fact
 _LOCK = threading.RLock()
 _ruleset_names = itertools.count(1)
 _session_ids = itertools.count(1)
+_fact_ids = itertools.count(1)      # a fact's id: never seen before in any session
+SESSION_EVALUATIONS = 16            # evaluations one engine session serves before it is deleted
 
 
 def encode_name(fact: str) -> str:
@@ -164,6 +169,15 @@ class _Compiler:
                 inner = {op: {name: _number(c.value)}}
             return {"$or": [absent, inner]}
         raise TypeError(c)
+
+
+class _Session:
+    """An engine session (a durable_rules sid) shared by consecutive evaluations."""
+
+    def __init__(self, sid: str):
+        self.sid = sid
+        self.evaluations = 0
+        self.touched: set = set()        # the rulesets in which the session exists
 
 
 class _Run:
@@ -274,6 +288,7 @@ class Engine:
         self.flags = [tuple(flag) for flag in compiled["flags"]]
         self._prepare_fact_text(staging)
         self._rulesets: list[Ruleset] | None = []
+        self._session: _Session | None = None
         with _LOCK:
             try:
                 for name, definition in definitions.items():
@@ -401,9 +416,11 @@ class Engine:
                     staged.append(text)
         return ",".join(every), ",".join(staged)
 
-    def _fact_text(self, static: str, facts: dict, sid: str, phase: str, gen: int) -> str:
-        parts = [f'{{"sid":"{sid}","id":"{phase}{gen}","cno_kind":"patient","phase":"{phase}",'
-                 f'"gen":{gen}']
+    def _fact_text(self, static: str, facts: dict, sid: str, phase: str, gen: int,
+                   serial: int = 0) -> str:
+        """`serial`: the evaluation's number, which makes the fact's id unique in its session."""
+        parts = [f'{{"sid":"{sid}","id":"{serial}{phase}{gen}","cno_kind":"patient",'
+                 f'"phase":"{phase}","gen":{gen}']
         if static:
             parts.append(static)
         keys, numbers = self._scalar_keys, self._number_facts
@@ -442,7 +459,8 @@ class Engine:
 
     # -- evaluation -----------------------------------------------------------------------
     def evaluate(self, facts: dict) -> Evaluation:
-        """Run one patient's facts through the engine; the session is deleted afterwards."""
+        """Run one patient's facts through the engine, in the engine's live session (see
+        _session_for)."""
         own = dict(facts)              # the caller's facts stay as given: staging adds to copies
         for name in self._derived:
             if isinstance(own.get(name), list):
@@ -454,12 +472,14 @@ class Engine:
             rulesets = self._rulesets
             if rulesets is None:
                 raise EngineError("the engine is closed")
-            sid = str(next(_session_ids))
-            touched = []
+            session = self._session_for()
+            sid, touched = session.sid, session.touched
+            serial = next(_fact_ids)
+            finished = False
             try:
                 first = rulesets[0]
-                touched.append(first)
-                names = first.matches(self._fact_text(staged, run.facts, sid, "derive", 0))
+                touched.add(first)
+                names = first.matches(self._fact_text(staged, run.facts, sid, "derive", 0, serial))
                 while True:
                     before = {fact: _copy(run.facts.get(fact)) for fact in self._derived}
                     _run_actions(actions, names, run)
@@ -469,18 +489,16 @@ class Engine:
                         break
                     run.changed = False
                     names = first.matches(self._fact_text(staged, run.facts, sid, "derive",
-                                                          run.rounds))
-                final = self._fact_text(static, run.facts, sid, "suggest", run.rounds)
+                                                          run.rounds, serial))
+                final = self._fact_text(static, run.facts, sid, "suggest", run.rounds, serial)
                 for ruleset in rulesets:
-                    if ruleset is not first:
-                        touched.append(ruleset)
+                    touched.add(ruleset)
                     _run_actions(actions, ruleset.matches(final), run)
+                finished = True
             finally:
-                for ruleset in touched:
-                    try:
-                        ruleset.delete_state(sid)
-                    except Exception:  # noqa: BLE001 - a session never created has nothing to delete
-                        pass
+                session.evaluations += 1
+                if not finished or session.evaluations >= SESSION_EVALUATIONS:
+                    self._end_session()
         # the engine breaks priority ties its own way and fires split rulesets one after the
         # other: report staging rules by round, then everything by (priority, id), as the
         # reference evaluator does
@@ -488,8 +506,33 @@ class Engine:
         derivations = sorted(run.derivations, key=lambda d: run.order[d[0]])
         return Evaluation(facts=run.facts, fired=fired, derivations=derivations)
 
+    def _session_for(self) -> "_Session":
+        """The live engine session, or a new one. Creating a session costs the engine about a
+        third of an evaluation (it clears an index for every rule), so one session serves
+        SESSION_EVALUATIONS evaluations and is then deleted. Sharing is sound because every rule
+        has a single pattern (a fact never joins an earlier one: it matches alone or not at all)
+        and every fact has an id of its own (a fact whose id the session has seen is ignored;
+        Ruleset.matches refuses that). The facts of a few patients stay in the engine's memory
+        meanwhile; an evaluation that fails deletes the session."""
+        session = self._session
+        if session is None:
+            session = self._session = _Session(str(next(_session_ids)))
+        return session
+
+    def _end_session(self) -> None:
+        session, self._session = self._session, None
+        if session is None:
+            return
+        for ruleset in session.touched:
+            try:
+                ruleset.delete_state(session.sid)
+            except Exception:  # noqa: BLE001 - a session never created has nothing to delete
+                pass
+
     def close(self):
         with _LOCK:
+            if getattr(self, "_session", None) is not None:
+                self._end_session()
             rulesets, self._rulesets = getattr(self, "_rulesets", None), None
             for ruleset in rulesets or ():
                 ruleset.close()
