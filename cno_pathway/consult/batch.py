@@ -20,7 +20,7 @@ from typing import IO, Callable, Iterator, NamedTuple
 
 from ..errors import InputError, ProfileError
 from ..patient.intake import profile_from_data
-from .jsonout import dumps_line
+from .jsonout import dumps_consult
 
 MAX_LINE_BYTES = 1024 * 1024
 # a line over the limit is skipped up to its end; input with no line end for this long (a device
@@ -249,7 +249,7 @@ def consult_line(pathway, number: int, raw: bytes | str, source: str, *,
     except InputError as exc:
         return Outcome(number, error=str(exc))
     suggestions = consult.suggestions
-    return Outcome(number, payload=dumps_line(consult.to_json()) if write_json else None,
+    return Outcome(number, payload=dumps_consult(consult.to_json()) if write_json else None,
                    stages=tuple(consult.stage), rules=tuple(s.rule for s in suggestions),
                    kinds=tuple(s.kind for s in suggestions),
                    outside=consult.outside_pathway is not None)
