@@ -326,6 +326,36 @@ def test_a_worker_that_dies_costs_only_its_line(fixture_env, fixture_pathway, vo
     assert result.ok == 148 and result.failed == 2 and expected.ok == 70
 
 
+def test_forked_workers_take_the_parents_pathway_without_loading_it(fixture_env, fixture_pathway,
+                                                                  vocab, gen, monkeypatch):
+    """Forked workers (and one that replaces a dead worker) consult with their copy of the
+    pathway the parent loaded: nothing loads the rule base again, and the bytes are those of
+    one process."""
+    if parallel._context().get_start_method() != "fork":
+        pytest.skip("workers are forked only where the platform offers fork")
+    lines = [(n, line.encode()) for n, line in enumerate(
+        _cohort(vocab, gen, 60).splitlines(), start=1)]
+    lines[30] = (31, b'{"id": "crash"}\n')
+    real = parallel.consult_line
+
+    def crashing(pathway, number, raw, source, **kw):
+        if b"crash" in raw:
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return real(pathway, number, raw, source, **kw)
+
+    def no_load(*args):
+        raise AssertionError("a worker loaded the rule base")
+    monkeypatch.setattr(parallel, "_load", no_load)
+    monkeypatch.setattr(parallel, "consult_line", crashing)
+    got = []
+    result = parallel.run_parallel(iter(lines), "c.jsonl", jobs=2, rules_dir=None, emit=got.append,
+                                   chunk_lines=8, pathway=fixture_pathway)
+    assert result.ok == 59 and result.failed == 1 and "SIGSEGV" in got[30].error
+    alone = []
+    run_batch(fixture_pathway, iter(lines[:30] + lines[31:]), "c.jsonl", emit=alone.append)
+    assert [o.payload for o in got if not o.error] == [o.payload for o in alone]
+
+
 def test_workers_go_on_while_the_parent_writes(fixture_env, vocab, gen, monkeypatch):
     """A slow reader of the output holds up the parent, never the workers: each has its next
     chunk queued, and work is handed out before anything is written. The first write here waits

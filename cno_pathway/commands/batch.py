@@ -102,7 +102,7 @@ def batch(file, summary, jobs, dask_address, progress, rules_dir, formulary, as_
                     run_parallel(reader, source, jobs=jobs, rules_dir=rules_dir, formulary=formulary,
                                  emit=emit,
                                  write_json=not summary, stop=interrupt.requested, result=result,
-                                 ready=reader.ready)
+                                 ready=reader.ready, pathway=pathway)
             except KeyboardInterrupt:   # raised only while waiting for input: nothing is lost
                 result.interrupted = True
             if bar:

@@ -1,6 +1,7 @@
 """`batch --jobs N`: the cohort consulted by worker processes, written in input order.
 
-Each worker builds its own Pathway once and consults chunks of lines with the same
+Each worker has its own Pathway (a forked worker its copy of the parent's, already loaded: no
+second load per worker; elsewhere it loads one) and consults chunks of lines with the same
 `consult_line` as the single-process route, so the output is byte for byte the same. The parent
 reads the input, hands out chunks, and writes the outcomes of chunk k only after those of chunk
 k-1: at most a few chunks per worker are in flight, so memory stays flat in the cohort size.
@@ -22,7 +23,7 @@ import signal
 from collections import deque
 from multiprocessing.connection import wait
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NamedTuple
 
 from .batch import GAVE_UP, BatchResult, Outcome, consult_line
 
@@ -45,16 +46,27 @@ def _context():
     return multiprocessing.get_context("fork" if "fork" in methods else "spawn")
 
 
+class _Setup(NamedTuple):
+    """What a worker starts from: the rule base to load, or (forked workers) the parent's
+    loaded pathway, which the worker then has as its own copy without loading it again."""
+
+    rules_dir: Path | None
+    formulary: Path | None
+    write_json: bool
+    pathway: object = None
+
+
 def _load(rules_dir, formulary):
     from .consult import Pathway
 
     return Pathway.load(rules_dir, formulary=formulary)
 
 
-def _worker_main(conn, rules_dir, formulary, write_json: bool) -> None:
+def _worker_main(conn, setup: _Setup) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    write_json = setup.write_json
     try:
-        pathway = _load(rules_dir, formulary)
+        pathway = setup.pathway or _load(setup.rules_dir, setup.formulary)
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which stops the batch
         conn.send(("fatal", f"a worker could not load the rule base: {exc}"))
         return
@@ -77,10 +89,9 @@ class WorkerFailed(Exception):
 
 
 class _Worker:
-    def __init__(self, ctx, rules_dir, formulary, write_json):
+    def __init__(self, ctx, setup: _Setup):
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, rules_dir, formulary, write_json),
-                                daemon=True)
+        self.proc = ctx.Process(target=_worker_main, args=(child, setup), daemon=True)
         self.proc.start()
         child.close()
         self.jobs: deque = deque()   # (chunk index, offset, items) sent, in the order sent
@@ -114,14 +125,18 @@ def run_parallel(lines: Iterator[tuple[int, bytes | str]], source: str, *, jobs:
                  rules_dir: Path | None, emit: Callable[[Outcome], None],
                  formulary: Path | None = None, write_json: bool = True, stop: Callable[[], bool] = lambda: False,
                  result: BatchResult | None = None, ready: Callable[[], bool] = lambda: True,
-                 chunk_lines: int = CHUNK_LINES) -> BatchResult:
+                 chunk_lines: int = CHUNK_LINES, pathway=None) -> BatchResult:
     """Consult numbered lines with `jobs` worker processes; `emit` receives the Outcomes in
     input order. `stop()` (Ctrl-C) ends the reading; chunks already read are finished.
     `ready()` tells whether another line can be read without waiting (else the chunk goes
-    out short: a slow pipe gets its consults as its lines come)."""
+    out short: a slow pipe gets its consults as its lines come). `pathway`: the one loaded
+    from rules_dir and formulary, which forked workers take as it is (a worker started
+    otherwise loads its own)."""
     result = result or BatchResult()
     ctx = _context()
-    workers = [_Worker(ctx, rules_dir, formulary, write_json) for _ in range(jobs)]
+    setup = _Setup(rules_dir, formulary, write_json,
+                   pathway if ctx.get_start_method() == "fork" else None)
+    workers = [_Worker(ctx, setup) for _ in range(jobs)]
     todo: deque = deque()          # (chunk index, offset, items) waiting for a worker
     slots: dict[int, list] = {}    # chunk index -> its outcomes so far (None: not back yet)
     next_chunk = next_write = 0
@@ -209,7 +224,7 @@ def run_parallel(lines: Iterator[tuple[int, bytes | str]], source: str, *, jobs:
                         if start_failures > 3 * jobs:
                             raise WorkerFailed("worker processes keep stopping while they start "
                                                f"({worker.death_note()})")
-                    _replace(workers, worker, ctx, rules_dir, formulary, write_json, todo, slots, source)
+                    _replace(workers, worker, ctx, setup, todo, slots, source)
                     continue
                 tag, payload = message
                 if tag == "fatal":
@@ -230,7 +245,7 @@ def run_parallel(lines: Iterator[tuple[int, bytes | str]], source: str, *, jobs:
     return result
 
 
-def _replace(workers, worker, ctx, rules_dir, formulary, write_json, todo, slots, source):
+def _replace(workers, worker, ctx, setup, todo, slots, source):
     """A worker died: the lines of the chunk it was consulting are tried again one at a time
     (or fail, if alone), the chunks queued behind it go back as they were, and a fresh worker
     takes its place."""
@@ -248,4 +263,4 @@ def _replace(workers, worker, ctx, rules_dir, formulary, write_json, todo, slots
             slots[key][offset] = Outcome(number, error=(
                 f"{source}:{number}: the worker process consulting this line stopped ({note}); "
                 "this line was not consulted"))
-    workers[workers.index(worker)] = _Worker(ctx, rules_dir, formulary, write_json)
+    workers[workers.index(worker)] = _Worker(ctx, setup)
