@@ -42,7 +42,7 @@ CLI = [PY, "-m", "cno_pathway"]
 
 # The code before this round's performance work, run in the same benchmark so that "before"
 # and "after" share the machine's load: `--before REV` (a git revision) or `--before none`.
-BEFORE_REV = "533d25f"
+BEFORE_REV = "fd549df"
 BEFORE: dict | None = None      # subprocess keywords (cwd, env) that run the code of BEFORE_REV
 
 
