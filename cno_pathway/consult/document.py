@@ -442,13 +442,11 @@ def _is_builtin(directory) -> bool:
 def _readers(pathway) -> dict[str, list[str]]:
     """Fact -> the active rules whose condition reads it; once per loaded pathway."""
     def build():
-        readers: dict[str, list[str]] = {}
+        readers: dict[str, dict[str, None]] = {}   # dicts as ordered sets: linear in the rules
         for rule in pathway.rulebook.active:
             for leaf in leaves(rule.when):
-                readers.setdefault(leaf.fact, [])
-                if rule.id not in readers[leaf.fact]:
-                    readers[leaf.fact].append(rule.id)
-        return readers
+                readers.setdefault(leaf.fact, {})[rule.id] = None
+        return {fact: list(ids) for fact, ids in readers.items()}
     return _cached(pathway, "readers", build)
 
 
