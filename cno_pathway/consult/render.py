@@ -174,49 +174,55 @@ def make_environment(autoescape: bool, directory: Path, compiled: Path | None) -
     return env
 
 
-def _wrap(text: str, indent: int = 0, first: int | None = None, width: int = WIDTH) -> str:
+def _wrap(text, indent: int = 0, first: int | None = None, width: int = WIDTH) -> str:
     """Fill to `width` columns. Words are never broken, except a word too long for any line
     that is not a URL or digest (a 150-character label is cut; a link is kept whole)."""
-    room = width - max(indent, indent if first is None else first)
+    return _wrapped(str(text), indent, first, width)
+
+
+@functools.lru_cache(maxsize=4096)
+def _wrapped(text: str, indent: int, first: int | None, width: int) -> str:
+    """_wrap, kept by its arguments: a large rule base repeats the same paragraphs (a quote
+    cited by hundreds of rules) in one consult."""
+    lead = indent if first is None else first
+    room = width - max(indent, lead)
     words = []
-    for word in _plain(" ".join(str(text).split())).split(" "):
+    for word in _plain(" ".join(text.split())).split(" "):
         if len(word) > room > 0 and not _UNBREAKABLE.match(word):
             words.extend(word[i:i + room] for i in range(0, len(word), room))
         else:
             words.append(word)
-    return fill_words(" ".join(words), width, " " * (indent if first is None else first),
-                      " " * indent)
+    return fill_single(words, width, " " * lead, " " * indent)
 
 
-_SPACES = re.compile(r"( +)")
-
-
-def fill_words(text: str, width: int, initial: str, subsequent: str) -> str:
-    """textwrap.fill(text, width, initial_indent=initial, subsequent_indent=subsequent,
-    break_on_hyphens=False, break_long_words=False) for text whose only whitespace is spaces,
-    by textwrap's own line-filling steps without building a TextWrapper for each of the ~90
-    paragraphs of a consult (tests/test_render_fill.py compares the two)."""
+def fill_single(words: list[str], width: int, initial: str, subsequent: str) -> str:
+    """textwrap.fill(" ".join(words), width, initial_indent=initial, subsequent_indent=subsequent,
+    break_on_hyphens=False, break_long_words=False) for words that are all non-empty and hold
+    no whitespace (what _wrap makes), in one greedy pass over the words, without building a
+    TextWrapper and its chunk stack for each of the thousands of paragraphs of a large consult
+    (tests/test_render_fill.py compares the two). A word goes on the line when it fits after
+    one space, else starts the next line, where it stays even when it is longer than the line;
+    [""] (an empty paragraph) fills to ""."""
     if width <= 0:
         raise ValueError(f"invalid width {width!r} (must be > 0)")
-    chunks = [chunk for chunk in _SPACES.split(text) if chunk]
-    chunks.reverse()
-    lines: list[str] = []
-    while chunks:
-        line: list[str] = []
-        length = 0
-        indent = subsequent if lines else initial
-        room = width - len(indent)
-        if lines and chunks[-1].strip() == "":
-            del chunks[-1]   # no line after the first starts with a space
-        while chunks and length + len(chunks[-1]) <= room:
-            length += len(chunks[-1])
-            line.append(chunks.pop())
-        if chunks and len(chunks[-1]) > room and not line:
-            line.append(chunks.pop())   # a word longer than the line stays whole
-        if line and line[-1].strip() == "":
-            del line[-1]
-        if line:
-            lines.append(indent + "".join(line))
+    if not words or (len(words) == 1 and not words[0]):
+        return ""
+    room = width - len(initial)
+    lines = []
+    head, line = initial, []
+    length = -1                 # the first word of a line has no space before it
+    for word in words:
+        if length < 0:
+            line.append(word)
+            length = len(word)
+        elif length + 1 + len(word) <= room:
+            line.append(word)
+            length += 1 + len(word)
+        else:
+            lines.append(head + " ".join(line))
+            head, line, length = subsequent, [word], len(word)
+            room = width - len(subsequent)
+    lines.append(head + " ".join(line))
     return "\n".join(lines)
 
 
