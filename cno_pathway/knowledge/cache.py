@@ -39,7 +39,7 @@ from ..yamlio import Document, knowledge_snapshot
 T = TypeVar("T")
 
 FORMAT = "cno-pathway/document-cache/3"
-OBJECT_FORMAT = "cno-pathway/knowledge-cache/1"
+OBJECT_FORMAT = "cno-pathway/knowledge-cache/2"
 PRUNE_DAYS = 30
 MAX_ENTRIES = 500
 MAX_ENTRY_BYTES = 64 * 1024 * 1024
