@@ -8,7 +8,10 @@ validate), consult, render, write (cleaning and writing to /dev/null). The best 
 over the runs is shown, with the large base's time as a ratio of the small one's; the last
 line gives the whole processes as `run.py` measures them (best of the runs, interleaved).
 
-Usage: python benchmarks/large_consult.py [--runs N] [--count 2000] [--format text]
+With --before REV the code of that revision (extracted with git archive, its own knowledge
+cache) is measured in the same runs, phase by phase and as whole processes.
+
+Usage: python benchmarks/large_consult.py [--runs N] [--count 2000] [--format text] [--before REV]
        python benchmarks/large_consult.py --profile [--rules DIR]   (cProfile, in-process)
 """
 
@@ -58,43 +61,62 @@ sys.stderr.write(json.dumps({"import": t1 - t0, "load": t2 - t1, "profile": t3 -
 PHASES = ("import", "load", "profile", "consult", "render", "write")
 
 
-def _phases(rules: str, fmt: str) -> dict[str, float]:
+def _phases(rules: str, fmt: str, tree: dict) -> dict[str, float]:
     proc = subprocess.run([PY, "-c", _PHASES, EXAMPLE, rules, fmt], capture_output=True,
-                          text=True, check=True, cwd=ROOT)
+                          text=True, check=True, **tree)
     return json.loads(proc.stderr.strip().splitlines()[-1])
 
 
-def _whole(rules: str, fmt: str) -> float:
+def _whole(rules: str, fmt: str, tree: dict) -> float:
     command = [PY, "-m", "cno_pathway", "consult", EXAMPLE, "-f", fmt]
     if rules != "-":
         command += ["--rules", rules]
     start = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, cwd=ROOT)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, **tree)
     return time.perf_counter() - start
 
 
-def breakdown(rules: Path, runs: int, fmt: str) -> None:
+def breakdown(rules: Path, runs: int, fmt: str, trees: dict[str, dict]) -> None:
+    """trees: label -> subprocess keywords (cwd, env) of a code tree; all measured in turn."""
     bases = {"small": "-", "large": str(rules)}
-    for base in bases.values():       # warm: the parsed bases cached, as run.py does
-        _whole(base, fmt)
-    phases: dict[str, list[dict]] = {name: [] for name in bases}
-    whole: dict[str, list[float]] = {name: [] for name in bases}
+    runs_of = [(label, name, base) for label in trees for name, base in bases.items()]
+    for label, _, base in runs_of:       # warm: the parsed bases cached, as run.py does
+        _whole(base, fmt, trees[label])
+    phases: dict[tuple, list[dict]] = {(label, name): [] for label, name, _ in runs_of}
+    whole: dict[tuple, list[float]] = {(label, name): [] for label, name, _ in runs_of}
     for _ in range(runs):
-        for name, base in bases.items():
-            phases[name].append(_phases(base, fmt))
-            whole[name].append(_whole(base, fmt))
-    print(f"phase      51 rules   2,050 rules   ratio   (best of {runs}, ms, interleaved; {fmt})")
-    for phase in PHASES + ("sum",):
-        best = {}
-        for name in bases:
-            values = [sum(p.values()) if phase == "sum" else p[phase] for p in phases[name]]
-            best[name] = min(values) * 1000
-        extra = best["large"] - best["small"]
-        ratio = best["large"] / best["small"] if best["small"] else float("inf")
-        print(f"{phase:9} {best['small']:8.1f} {best['large']:12.1f} {ratio:7.2f}x   (+{extra:.1f})")
-    small, large = min(whole["small"]), min(whole["large"])
-    print(f"whole process: {large*1000:.0f} ms against {small*1000:.0f} ms -> {large/small:.2f}x "
-          f"(goal < 2x)")
+        for label, name, base in runs_of:
+            phases[label, name].append(_phases(base, fmt, trees[label]))
+            whole[label, name].append(_whole(base, fmt, trees[label]))
+    for label in trees:
+        print(f"{label}: phase  51 rules   2,050 rules   ratio   (best of {runs}, ms, "
+              f"interleaved; {fmt})")
+        for phase in PHASES + ("sum",):
+            best = {}
+            for name in bases:
+                values = [sum(p.values()) if phase == "sum" else p[phase]
+                          for p in phases[label, name]]
+                best[name] = min(values) * 1000
+            extra = best["large"] - best["small"]
+            ratio = best["large"] / best["small"] if best["small"] else float("inf")
+            print(f"  {phase:9} {best['small']:8.1f} {best['large']:12.1f} {ratio:7.2f}x   "
+                  f"(+{extra:.1f})")
+        small, large = min(whole[label, "small"]), min(whole[label, "large"])
+        print(f"  whole process: {large*1000:.0f} ms against {small*1000:.0f} ms -> "
+              f"{large/small:.2f}x (goal < 2x)")
+
+
+def _before(rev: str, tmp: Path) -> dict:
+    """The code of `rev` extracted beside this tree, run with this venv and its own cache."""
+    from run import _before_tree
+
+    tree = _before_tree(rev, tmp)
+    if tree is None:
+        raise SystemExit(f"cannot extract {rev} with git")
+    precompile = [PY, "-m", "cno_pathway.consult.precompile"]
+    subprocess.run(precompile, check=True, stdout=subprocess.DEVNULL, **tree)
+    subprocess.run([PY, "-m", "compileall", "-q", "cno_pathway"], check=True, **tree)
+    return tree
 
 
 def profile(rules: Path, fmt: str) -> None:
@@ -123,6 +145,7 @@ def main() -> None:
     parser.add_argument("--format", default="text", choices=["text", "markdown", "html", "json"])
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--rules", type=Path, help="a generated rule base already made")
+    parser.add_argument("--before", help="a git revision measured in the same runs")
     args = parser.parse_args()
     from run import generated_rule_base
 
@@ -133,10 +156,13 @@ def main() -> None:
             rules = tmp / "rules"
             generated_rule_base(rules, args.count)
         if args.profile:
-            _whole(str(rules), args.format)   # the parsed base cached
+            _whole(str(rules), args.format, {"cwd": ROOT})   # the parsed base cached
             profile(rules, args.format)
         else:
-            breakdown(rules, args.runs, args.format)
+            trees = {"now": {"cwd": ROOT}}
+            if args.before:
+                trees[f"before ({args.before})"] = _before(args.before, tmp)
+            breakdown(rules, args.runs, args.format, trees)
     finally:
         shutil.rmtree(tmp)
 
