@@ -380,3 +380,47 @@ def test_the_engine_compiler_is_part_of_the_key(rules):
         plain_key = cache_module.knowledge_key([rules, ROOT / "seeds"], _load)
         with_engine = cache_module.knowledge_key([rules, ROOT / "seeds"], _load, (compile_rules,))
     assert plain_key and with_engine and plain_key != with_engine
+
+
+# -- the collector and the knowledge ---------------------------------------------------------------
+
+def _in_generation(obj, generation: int) -> bool:
+    import gc
+
+    return any(o is obj for o in gc.get_objects(generation=generation))
+
+
+@pytest.mark.parametrize("hit", [False, True])
+def test_the_knowledge_goes_to_the_oldest_generation_and_nothing_stays_frozen(hit, rules, cache):
+    """Read back or built, the knowledge skips the young collections it would survive anyway;
+    in a process that freezes nothing, nothing is left frozen (a full collection still sees it)."""
+    import gc
+
+    if hit:
+        _load(rules)
+    assert gc.get_freeze_count() == 0
+    pathway = Pathway.load(rules, ROOT / "seeds")
+    try:
+        assert gc.get_freeze_count() == 0
+        assert _in_generation(pathway.rulebook.rules[0], 2)
+    finally:
+        pathway.close()
+
+
+def test_a_process_that_freezes_keeps_the_knowledge_frozen(rules, cache):
+    """The command line freezes its start-up objects (cli.run): the knowledge joins them, out
+    of every collection's sight."""
+    import gc
+
+    _load(rules)
+    gc.freeze()
+    try:
+        before = gc.get_freeze_count()
+        pathway = Pathway.load(rules, ROOT / "seeds")
+        try:
+            assert gc.get_freeze_count() > before
+            assert not any(_in_generation(pathway.rulebook.rules[0], g) for g in range(3))
+        finally:
+            pathway.close()
+    finally:
+        gc.unfreeze()  # this test process goes on: give the collector its objects back
