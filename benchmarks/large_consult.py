@@ -8,8 +8,8 @@ validate), consult, render, write (cleaning and writing to /dev/null). The best 
 over the runs is shown, with the large base's time as a ratio of the small one's; the last
 line gives the whole processes as `run.py` measures them (best of the runs, interleaved).
 
-With --before REV the code of that revision (extracted with git archive, its own knowledge
-cache) is measured in the same runs, phase by phase and as whole processes.
+With --before REV (repeatable) the code of that revision (extracted with git archive, its own
+knowledge cache) is measured in the same runs, phase by phase and as whole processes.
 
 Usage: python benchmarks/large_consult.py [--runs N] [--count 2000] [--format text] [--before REV]
        python benchmarks/large_consult.py --profile [--rules DIR]   (cProfile, in-process)
@@ -145,7 +145,10 @@ def main() -> None:
     parser.add_argument("--format", default="text", choices=["text", "markdown", "html", "json"])
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--rules", type=Path, help="a generated rule base already made")
-    parser.add_argument("--before", help="a git revision measured in the same runs")
+    parser.add_argument("--before", action="append", default=[],
+                        help="a git revision measured in the same runs (repeat for several; "
+                             "`--before HEAD` puts this code in a tree like the others, so "
+                             "that where the code lies does not tell them apart)")
     args = parser.parse_args()
     from run import generated_rule_base
 
@@ -160,8 +163,10 @@ def main() -> None:
             profile(rules, args.format)
         else:
             trees = {"now": {"cwd": ROOT}}
-            if args.before:
-                trees[f"before ({args.before})"] = _before(args.before, tmp)
+            for index, rev in enumerate(args.before):
+                where = tmp / f"tree-{index}"
+                where.mkdir()
+                trees[rev] = _before(rev, where)
             breakdown(rules, args.runs, args.format, trees)
     finally:
         shutil.rmtree(tmp)
