@@ -186,8 +186,11 @@ def _wrapped(text: str, indent: int, first: int | None, width: int) -> str:
     cited by hundreds of rules) in one consult."""
     lead = indent if first is None else first
     room = width - max(indent, lead)
+    text = _plain(" ".join(text.split()))
+    if 0 < len(text) <= room:
+        return " " * lead + text     # one line, no word to cut: what the fill below gives
     words = []
-    for word in _plain(" ".join(text.split())).split(" "):
+    for word in text.split(" "):
         if len(word) > room > 0 and not _UNBREAKABLE.match(word):
             words.extend(word[i:i + room] for i in range(0, len(word), room))
         else:
