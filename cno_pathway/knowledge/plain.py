@@ -55,13 +55,6 @@ class _Spec:
         self.size = len(fields)
         self.finish = bool(rebuilt) or post_init is not None
 
-    def make(self, values: dict):
-        """The object with these field values: what its __init__ would build, without the
-        per-field frozen setattr of a generated __init__ (a fifth of the time)."""
-        obj = object.__new__(self.cls)
-        obj.__dict__.update(values)
-        return self.finished(obj) if self.finish else obj
-
     def finished(self, obj):
         """The fields __post_init__ rebuilds set to their defaults, then __post_init__ run."""
         for f in self.rebuilt:
@@ -206,7 +199,8 @@ def _value(data, specs: list[_Spec]):
 def _decode(data: list, specs: list[_Spec]):
     """A non-empty list read back. A 2,050-rule base is some 17,000 objects, read back at every
     consult: an object's class is a small number (orjson makes no new string for it), its
-    fields are read in one loop into its own __dict__, and a field holding plain JSON ("J") or
+    fields are read in one loop into its own __dict__ (what its __init__ would build, without
+    a generated __init__'s frozen setattr per field), and a field holding plain JSON ("J") or
     a tuple is read in place rather than by another call."""
     scalars = _SCALARS
     tag = data[0]
