@@ -435,10 +435,9 @@ def _long_lived(knowledge: T) -> T:
     one-shot command line after start-up, the service once loaded) keeps these too; in any
     other, freeze then unfreeze moves every object to the oldest generation, where a full
     collection still looks at it, and leaves nothing frozen."""
-    if gc.get_freeze_count():
-        gc.freeze()
-    else:
-        gc.freeze()
+    frozen_before = gc.get_freeze_count()
+    gc.freeze()
+    if not frozen_before:
         gc.unfreeze()
     return knowledge
 
