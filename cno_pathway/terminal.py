@@ -27,6 +27,10 @@ def clean(text: str) -> str:
     (newlines and tabs kept), bidirectional overrides removed."""
     if text.isascii() and text.isprintable():
         return text
+    # every escape sequence starts with a control character: without one there is nothing to
+    # remove (one scan instead of two substitutions over a consult of 250 KB)
+    if _CONTROL.search(text) is None:
+        return text
     return _CONTROL.sub("", _SEQUENCE.sub("", text))
 
 

@@ -166,27 +166,52 @@ def _first(node, test):
     raise AssertionError("no such node")
 
 
+def _class(data, name: str) -> int:
+    """The index the entry's class table gives `name` (knowledge/plain.py: ["K", names, value])."""
+    return data[1].index(name)
+
+
 def _cites(data):
     """The encoded tuple of a rule's citations (rulebook.Evidence.cites)."""
-    return _first(data, lambda n: n[:2] == ["C", "rulebook.Evidence"])[3]
+    evidence = _class(data, "rulebook.Evidence")
+    return _first(data[2], lambda n: n[:2] == ["C", evidence])[3]
 
 
-def _is_rule(node):
-    return len(node) > 2 and node[0] == "C" and node[1] == "rulebook.Rule"
+def _rule(data):
+    rule = _class(data, "rulebook.Rule")
+    return _first(data[2], lambda n: len(n) > 2 and n[0] == "C" and n[1] == rule)
+
+
+def _rename(data, old: str, new: str):
+    data[1][_class(data, old)] = new
+
+
+def _point_at_new(data, name: str):
+    """The first rule names, by a new index, a class written at the end of the table."""
+    data[1].append(name)
+    _rule(data)[1] = len(data[1]) - 1
 
 
 FORGERIES = {
-    "a class that is not ours": lambda d: _first(d, _is_rule).__setitem__(1, "consult.Pathway"),
-    "a callable's name": lambda d: _first(d, _is_rule).__setitem__(1, "os.system"),
-    "one field too many": lambda d: _first(d, _is_rule).append("extra"),
-    "one field too few": lambda d: _first(d, _is_rule).pop(),
-    "a number where text": lambda d: _first(d, _is_rule).__setitem__(3, 42),
-    "text where a number": lambda d: _first(d, _is_rule).__setitem__(6, "100"),
+    "a class that is not ours": lambda d: _rename(d, "rulebook.Rule", "consult.Pathway"),
+    "a callable's name": lambda d: _rename(d, "rulebook.Rule", "os.system"),
+    "a rule pointing at a class that is not ours": lambda d: _point_at_new(d, "os.system"),
+    "an index past the table": lambda d: _rule(d).__setitem__(1, len(d[1])),
+    "a negative index": lambda d: _rule(d).__setitem__(1, -1),
+    "a class named by text in the value": lambda d: _rule(d).__setitem__(1, "rulebook.Rule"),
+    "a table that is not text": lambda d: d[1].__setitem__(0, 7),
+    "another class of ours in the rule's place": lambda d: _rule(d).__setitem__(
+        1, _class(d, "rulebook.Evidence")),
+    "no table": lambda d: d.__setitem__(0, "L"),
+    "one field too many": lambda d: _rule(d).append("extra"),
+    "one field too few": lambda d: _rule(d).pop(),
+    "a number where text": lambda d: _rule(d).__setitem__(3, 42),
+    "text where a number": lambda d: _rule(d).__setitem__(6, "100"),
     "an unknown tag": lambda d: _cites(d).__setitem__(0, "X"),
-    "a bare mapping": lambda d: _first(d, _is_rule).__setitem__(3, {"a": 1}),
+    "a bare mapping": lambda d: _rule(d).__setitem__(3, {"a": 1}),
     "a list where a tuple": lambda d: _cites(d).__setitem__(0, "L"),
-    "plain JSON where a tuple": lambda d: _first(d, _is_rule).__setitem__(12, ["J", []]),
-    "plain JSON with no value": lambda d: _first(d, _is_rule).__setitem__(12, ["J"]),
+    "plain JSON where a tuple": lambda d: _rule(d).__setitem__(12, ["J", []]),
+    "plain JSON with no value": lambda d: _rule(d).__setitem__(12, ["J"]),
 }
 
 
@@ -229,7 +254,7 @@ def test_a_loose_entry_is_never_used(rules, cache, monkeypatch):
     _, _, first = _load(rules)
     [entry] = _objects(cache)
     def forge(data):
-        _first(data, _is_rule)[3] = "A FORGED TITLE"
+        _rule(data)[3] = "A FORGED TITLE"
         return data
 
     _rewrite(entry, forge)
@@ -355,3 +380,47 @@ def test_the_engine_compiler_is_part_of_the_key(rules):
         plain_key = cache_module.knowledge_key([rules, ROOT / "seeds"], _load)
         with_engine = cache_module.knowledge_key([rules, ROOT / "seeds"], _load, (compile_rules,))
     assert plain_key and with_engine and plain_key != with_engine
+
+
+# -- the collector and the knowledge ---------------------------------------------------------------
+
+def _in_generation(obj, generation: int) -> bool:
+    import gc
+
+    return any(o is obj for o in gc.get_objects(generation=generation))
+
+
+@pytest.mark.parametrize("hit", [False, True])
+def test_the_knowledge_goes_to_the_oldest_generation_and_nothing_stays_frozen(hit, rules, cache):
+    """Read back or built, the knowledge skips the young collections it would survive anyway;
+    in a process that freezes nothing, nothing is left frozen (a full collection still sees it)."""
+    import gc
+
+    if hit:
+        _load(rules)
+    assert gc.get_freeze_count() == 0
+    pathway = Pathway.load(rules, ROOT / "seeds")
+    try:
+        assert gc.get_freeze_count() == 0
+        assert _in_generation(pathway.rulebook.rules[0], 2)
+    finally:
+        pathway.close()
+
+
+def test_a_process_that_freezes_keeps_the_knowledge_frozen(rules, cache):
+    """The command line freezes its start-up objects (cli.run): the knowledge joins them, out
+    of every collection's sight."""
+    import gc
+
+    _load(rules)
+    gc.freeze()
+    try:
+        before = gc.get_freeze_count()
+        pathway = Pathway.load(rules, ROOT / "seeds")
+        try:
+            assert gc.get_freeze_count() > before
+            assert not any(_in_generation(pathway.rulebook.rules[0], g) for g in range(3))
+        finally:
+            pathway.close()
+    finally:
+        gc.unfreeze()  # this test process goes on: give the collector its objects back

@@ -193,6 +193,24 @@ def _leaves(cond):
     return leaves(cond)
 
 
+def test_the_facts_a_rule_reads_are_its_leaves(pathway, fixture_pathway):
+    """The basis's loop over a condition tree finds the facts conditions.leaves finds, on every
+    rule (nested all/any/not included)."""
+    from cno_pathway.consult.document import _facts_read
+
+    for book in (pathway.rulebook, fixture_pathway.rulebook):
+        for rule in book.rules:
+            assert sorted(_facts_read(rule.when)) == sorted(leaf.fact for leaf in _leaves(rule.when))
+    nested = [r for r in pathway.rulebook.rules
+              if any(type(c).__name__ in ("Any_", "Not") for c in _walk(r.when))]
+    assert nested, "the rule base has nested conditions to compare"
+
+
+def _walk(cond):
+    from cno_pathway.knowledge.conditions import walk
+    return walk(cond)
+
+
 @pytest.mark.parametrize("fmt", FORMATS)
 def test_built_in_and_custom_rule_bases_are_told_apart(pathway, fixture_pathway, fmt):
     builtin = render_consult(_case(pathway, "typical-multifocal"), fmt)

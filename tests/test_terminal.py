@@ -395,6 +395,16 @@ def test_clean_leaves_nothing_a_terminal_acts_on(text):
     assert "\n" not in clean_line(text) and not set(clean_line(text)) & FORBIDDEN
 
 
+@given(st.text(alphabet=st.characters(codec="utf-8") | st.sampled_from(sorted(FORBIDDEN) + ["[", "]", "\\"])))
+def test_clean_takes_its_shortcut_only_where_the_substitutions_change_nothing(text):
+    """clean() returns text with no control character as it is: the same as removing every
+    escape sequence and then every control character (each sequence starts with one)."""
+    from cno_pathway.terminal import _CONTROL, _SEQUENCE
+
+    assert clean(text) == _CONTROL.sub("", _SEQUENCE.sub("", text))
+    assert clean("é " + text) == _CONTROL.sub("", _SEQUENCE.sub("", "é " + text))
+
+
 @given(st.text())
 def test_json_safe_means_the_same_json(text):
     encoded = json.dumps({"v": text}, ensure_ascii=False)

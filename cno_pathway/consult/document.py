@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..knowledge.conditions import (All, Any_, Compare, Has, Not, Presence, evaluate, leaves)
+from ..knowledge.conditions import All, Any_, Compare, Has, Not, Presence, evaluate
 from ..knowledge.factschema import FACT_SCHEMA
 from ..resources import _data_dir
 from ..wording import fact_words, plain_number
@@ -442,14 +442,28 @@ def _is_builtin(directory) -> bool:
 def _readers(pathway) -> dict[str, list[str]]:
     """Fact -> the active rules whose condition reads it; once per loaded pathway."""
     def build():
-        readers: dict[str, list[str]] = {}
+        readers: dict[str, dict[str, None]] = {}   # dicts as ordered sets: linear in the rules
         for rule in pathway.rulebook.active:
-            for leaf in leaves(rule.when):
-                readers.setdefault(leaf.fact, [])
-                if rule.id not in readers[leaf.fact]:
-                    readers[leaf.fact].append(rule.id)
-        return readers
+            for fact in _facts_read(rule.when):
+                readers.setdefault(fact, {})[rule.id] = None
+        return {fact: list(ids) for fact, ids in readers.items()}
     return _cached(pathway, "readers", build)
+
+
+def _facts_read(cond) -> list[str]:
+    """The facts of the leaves of a condition tree (conditions.leaves), by a loop rather than
+    nested generators: the basis asks it of every rule of the base, 2,050 of them in the
+    benchmark's."""
+    facts, stack = [], [cond]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (All, Any_)):
+            stack.extend(node.items)
+        elif isinstance(node, Not):
+            stack.append(node.item)
+        elif isinstance(node, (Compare, Has, Presence)):
+            facts.append(node.fact)
+    return facts
 
 
 def _testing(book) -> str:

@@ -21,10 +21,12 @@ from pathlib import Path
 
 import jinja2
 import markupsafe
+import orjson
 
 from ..resources import templates_dir
 from ..patient.durations import duration_words
 from ..wording import plain_number
+from .jsonout import _risky
 
 _TEMPLATES = {"text": "consult.txt.j2", "markdown": "consult.md.j2", "html": "consult.html.j2"}
 _ANSI = {"alert": "1;31", "investigate": "1;33", "recommend": "1;32", "consider": "1;36",
@@ -174,49 +176,58 @@ def make_environment(autoescape: bool, directory: Path, compiled: Path | None) -
     return env
 
 
-def _wrap(text: str, indent: int = 0, first: int | None = None, width: int = WIDTH) -> str:
+def _wrap(text, indent: int = 0, first: int | None = None, width: int = WIDTH) -> str:
     """Fill to `width` columns. Words are never broken, except a word too long for any line
     that is not a URL or digest (a 150-character label is cut; a link is kept whole)."""
-    room = width - max(indent, indent if first is None else first)
+    return _wrapped(str(text), indent, first, width)
+
+
+@functools.lru_cache(maxsize=4096)
+def _wrapped(text: str, indent: int, first: int | None, width: int) -> str:
+    """_wrap, kept by its arguments: a large rule base repeats the same paragraphs (a quote
+    cited by hundreds of rules) in one consult."""
+    lead = indent if first is None else first
+    room = width - max(indent, lead)
+    text = _plain(" ".join(text.split()))
+    if 0 < len(text) <= room:
+        return " " * lead + text     # one line, no word to cut: what the fill below gives
     words = []
-    for word in _plain(" ".join(str(text).split())).split(" "):
+    for word in text.split(" "):
         if len(word) > room > 0 and not _UNBREAKABLE.match(word):
             words.extend(word[i:i + room] for i in range(0, len(word), room))
         else:
             words.append(word)
-    return fill_words(" ".join(words), width, " " * (indent if first is None else first),
-                      " " * indent)
+    return fill_single(words, width, " " * lead, " " * indent)
 
 
-_SPACES = re.compile(r"( +)")
-
-
-def fill_words(text: str, width: int, initial: str, subsequent: str) -> str:
-    """textwrap.fill(text, width, initial_indent=initial, subsequent_indent=subsequent,
-    break_on_hyphens=False, break_long_words=False) for text whose only whitespace is spaces,
-    by textwrap's own line-filling steps without building a TextWrapper for each of the ~90
-    paragraphs of a consult (tests/test_render_fill.py compares the two)."""
+def fill_single(words: list[str], width: int, initial: str, subsequent: str) -> str:
+    """textwrap.fill(" ".join(words), width, initial_indent=initial, subsequent_indent=subsequent,
+    break_on_hyphens=False, break_long_words=False) for words that are all non-empty and hold
+    no whitespace (what _wrap makes), in one greedy pass over the words, without building a
+    TextWrapper and its chunk stack for each of the thousands of paragraphs of a large consult
+    (tests/test_render_fill.py compares the two). A word goes on the line when it fits after
+    one space, else starts the next line, where it stays even when it is longer than the line;
+    [""] (an empty paragraph) fills to ""."""
     if width <= 0:
         raise ValueError(f"invalid width {width!r} (must be > 0)")
-    chunks = [chunk for chunk in _SPACES.split(text) if chunk]
-    chunks.reverse()
-    lines: list[str] = []
-    while chunks:
-        line: list[str] = []
-        length = 0
-        indent = subsequent if lines else initial
-        room = width - len(indent)
-        if lines and chunks[-1].strip() == "":
-            del chunks[-1]   # no line after the first starts with a space
-        while chunks and length + len(chunks[-1]) <= room:
-            length += len(chunks[-1])
-            line.append(chunks.pop())
-        if chunks and len(chunks[-1]) > room and not line:
-            line.append(chunks.pop())   # a word longer than the line stays whole
-        if line and line[-1].strip() == "":
-            del line[-1]
-        if line:
-            lines.append(indent + "".join(line))
+    if not words or (len(words) == 1 and not words[0]):
+        return ""
+    room = width - len(initial)
+    lines = []
+    head, line = initial, []
+    length = -1                 # the first word of a line has no space before it
+    for word in words:
+        if length < 0:
+            line.append(word)
+            length = len(word)
+        elif length + 1 + len(word) <= room:
+            line.append(word)
+            length += 1 + len(word)
+        else:
+            lines.append(head + " ".join(line))
+            head, line, length = subsequent, [word], len(word)
+            room = width - len(subsequent)
+    lines.append(head + " ".join(line))
     return "\n".join(lines)
 
 
@@ -301,16 +312,40 @@ def render_template(name: str, *, autoescape: bool = False, colour: bool = False
     return template.render(paint=_paint(colour), **context)
 
 
+# three or more line breaks; written with its literal start, which the regex engine searches
+# for quickly (`\n{3,}` tried a match at every character: 4 ms over a 260 KB consult)
+_BLANK_LINES = re.compile(r"\n\n\n+")
+
+
 def _tidy(text: str) -> str:
     """No trailing spaces, at most one blank line in a row, one final newline."""
     lines = [line.rstrip() for line in text.splitlines()]
-    out = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n")
+    out = _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip("\n")
     return out + "\n"
+
+
+_INDENTED = orjson.OPT_INDENT_2 | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+
+
+def json_document(data) -> str:
+    """json.dumps(data, indent=2, ensure_ascii=False), written by orjson where its text is the
+    same (14 -> 1 ms for the 860 KB of a 2,050-rule consult): orjson spells every value as json
+    does but floats between 1e-9 and 1e-4, which send the document to json (jsonout.py finds
+    them); what orjson refuses (an integer beyond 64 bits, a lone surrogate, an object json
+    cannot write either) goes to json too. A consult holds no NaN or infinity (the profile and
+    the rule base refuse them), which orjson would write as null."""
+    try:
+        raw = orjson.dumps(data, option=_INDENTED)
+    except (orjson.JSONEncodeError, TypeError):
+        return json.dumps(data, indent=2, ensure_ascii=False)
+    if _risky(raw):
+        return json.dumps(data, indent=2, ensure_ascii=False)
+    return raw.decode("utf-8")
 
 
 def render_consult(consult, fmt: str, *, colour: bool = False) -> str:
     if fmt == "json":
-        return json.dumps(consult.to_json(), indent=2, ensure_ascii=False) + "\n"
+        return json_document(consult.to_json()) + "\n"
     if fmt not in _TEMPLATES:
         raise ValueError(f"unknown format {fmt!r}")
     text = render_template(_TEMPLATES[fmt], autoescape=fmt == "html",

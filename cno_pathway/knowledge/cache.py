@@ -21,6 +21,7 @@ CNO_PATHWAY_CACHE_DIR moves it.
 from __future__ import annotations
 
 import functools
+import gc
 import hashlib
 import json
 import os
@@ -39,7 +40,7 @@ from ..yamlio import Document, knowledge_snapshot
 T = TypeVar("T")
 
 FORMAT = "cno-pathway/document-cache/3"
-OBJECT_FORMAT = "cno-pathway/knowledge-cache/1"
+OBJECT_FORMAT = "cno-pathway/knowledge-cache/2"
 PRUNE_DAYS = 30
 MAX_ENTRIES = 500
 MAX_ENTRY_BYTES = 64 * 1024 * 1024
@@ -418,11 +419,27 @@ def cached(directories: list[Path], build: Callable[[], T], kind: str = "knowled
         if key is not None:
             found = store.load_objects(key)
             if found is not None:
-                return found
+                return _long_lived(found)
         result = build()
         if key is not None:
             store.save_objects(key, result)
-        return result
+        return _long_lived(result) if kind == "knowledge" else result
+
+
+def _long_lived(knowledge: T) -> T:
+    """The knowledge lives as long as its pathway, often as long as the process, and holds no
+    garbage: it goes straight to the collector's oldest generation instead of being rescanned
+    by the young collections it would survive anyway (some 70,000 objects for a 2,050-rule
+    base: 6 ms for the first young collection and 7.6 ms for the next, measured in a consult).
+    A process that keeps its long-lived objects out of the collector's sight (gc.freeze: the
+    one-shot command line after start-up, the service once loaded) keeps these too; in any
+    other, freeze then unfreeze moves every object to the oldest generation, where a full
+    collection still looks at it, and leaves nothing frozen."""
+    frozen_before = gc.get_freeze_count()
+    gc.freeze()
+    if not frozen_before:
+        gc.unfreeze()
+    return knowledge
 
 
 def knowledge_key(directories: list[Path], build: Callable, code: tuple = ()) -> str | None:

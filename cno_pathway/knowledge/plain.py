@@ -5,10 +5,12 @@ at every start even when the YAML's parse comes from the document cache; the obj
 depend only on those files and this program. So knowledge/cache.py also keeps the finished
 objects, written here as plain data: every value is JSON (text, numbers, booleans, null) or a
 list tagged with what it was ("L" list, "T" tuple, "D" mapping, "P" path, "C" an object of one
-of the knowledge classes below, by name, with its fields in order), or, for a list or mapping
+of the knowledge classes below, with its fields in order), or, for a list or mapping
 that holds only JSON itself (a rule's test profiles, a finding's numbers), "J" and that data as
-it is (read back without a walk: half the objects of the rule base are such data). Nothing else can come back:
-no class outside KNOWLEDGE_MODULES, no callable, no code.
+it is (read back without a walk: half the objects of the rule base are such data). The whole
+is ["K", [class names], value]: an object names its class by its index in that table (a
+small number is no new string to read back, 17,000 times for a 2,050-rule base). Nothing else
+can come back: no class outside KNOWLEDGE_MODULES, no callable, no code.
 
 Reading back is checked: a class must be one of ours, with exactly its fields, and each field
 must hold the kind of value its declaration says (a number where `float`, a Condition or None
@@ -38,7 +40,8 @@ _SIMPLE = {"str": (str,), "int": (int,), "float": (int, float), "bool": (bool,),
 class _Spec:
     """How one knowledge class is written: its name and the fields, with their kinds."""
 
-    __slots__ = ("cls", "name", "fields", "kinds", "rebuilt", "post_init")
+    __slots__ = ("cls", "name", "fields", "kinds", "rebuilt", "post_init", "pairs", "size",
+                 "finish")
 
     def __init__(self, cls: type, name: str, fields: tuple[str, ...],
                  kinds: tuple[tuple[type, ...] | None, ...], rebuilt: tuple, post_init):
@@ -48,12 +51,12 @@ class _Spec:
         self.kinds = kinds            # per field; None: any value
         self.rebuilt = rebuilt        # fields set to their defaults, then __post_init__
         self.post_init = post_init    # the class's __post_init__, or None
+        self.pairs = tuple(zip(fields, kinds))
+        self.size = len(fields)
+        self.finish = bool(rebuilt) or post_init is not None
 
-    def make(self, values: dict):
-        """The object with these field values: what its __init__ would build, without the
-        per-field frozen setattr of a generated __init__ (a fifth of the time)."""
-        obj = object.__new__(self.cls)
-        obj.__dict__.update(values)
+    def finished(self, obj):
+        """The fields __post_init__ rebuilds set to their defaults, then __post_init__ run."""
         for f in self.rebuilt:
             obj.__dict__[f.name] = f.default_factory() if f.default is dataclasses.MISSING else f.default
         if self.post_init is not None:
@@ -130,8 +133,15 @@ def _is_json(obj) -> bool:
 
 
 def encode(obj):
-    """Plain JSON data for a knowledge object; TypeError or ValueError for anything else (a
-    value JSON cannot hold exactly, an object not of the knowledge classes)."""
+    """Plain JSON data for a knowledge object: ["K", [class names], value], the value's objects
+    naming their class by its index in that table. TypeError or ValueError for anything else
+    (a value JSON cannot hold exactly, an object not of the knowledge classes)."""
+    table: dict[str, int] = {}
+    value = _encode(obj, table)
+    return ["K", list(table), value]
+
+
+def _encode(obj, table: dict[str, int]):
     kind = type(obj)
     if obj is None or kind is str or kind is bool or kind is int:
         if kind is int and not -(2 ** 63) <= obj < 2 ** 63:
@@ -144,19 +154,20 @@ def encode(obj):
     if (kind is list or kind is dict) and _is_json(obj):
         return ["J", obj]
     if kind is list:
-        return ["L", *map(encode, obj)]
+        return ["L", *(_encode(x, table) for x in obj)]
     if kind is tuple:
-        return ["T", *map(encode, obj)]
+        return ["T", *(_encode(x, table) for x in obj)]
     if kind is dict:
         if not all(type(key) is str for key in obj):
             raise TypeError("a mapping whose keys are not all text")
-        return ["D", {key: encode(value) for key, value in obj.items()}]
+        return ["D", {key: _encode(value, table) for key, value in obj.items()}]
     if isinstance(obj, PurePath):
         return ["P", str(obj)]
     spec = _registry()[0].get(kind)
     if spec is None:
         raise TypeError(f"not a knowledge object: {kind.__name__}")
-    return ["C", spec.name, *(encode(getattr(obj, name)) for name in spec.fields)]
+    index = table.setdefault(spec.name, len(table))
+    return ["C", index, *(_encode(getattr(obj, name), table) for name in spec.fields)]
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
@@ -164,31 +175,71 @@ _SCALARS = frozenset({str, int, float, bool, type(None)})
 
 def decode(data):
     """The objects encode() wrote, checked as described above; ValueError if anything is off."""
-    scalars = _SCALARS
-    if type(data) in scalars:
+    if (type(data) is not list or len(data) != 3 or data[0] != "K"
+            or type(data[1]) is not list):
+        raise ValueError("not the objects encode() writes: ['K', [class names], value]")
+    by_name = _registry()[1]
+    specs = []
+    for name in data[1]:
+        spec = by_name.get(name) if type(name) is str else None
+        if spec is None:
+            raise ValueError(f"not one of the knowledge classes: {str(name)[:40]!r}")
+        specs.append(spec)
+    return _value(data[2], specs)
+
+
+def _value(data, specs: list[_Spec]):
+    if type(data) in _SCALARS:
         return data
     if type(data) is not list or not data:
         raise ValueError(f"unexpected {type(data).__name__}")
+    return _decode(data, specs)
+
+
+def _decode(data: list, specs: list[_Spec]):
+    """A non-empty list read back. A 2,050-rule base is some 17,000 objects, read back at every
+    consult: an object's class is a small number (orjson makes no new string for it), its
+    fields are read in one loop into its own __dict__ (what its __init__ would build, without
+    a generated __init__'s frozen setattr per field), and a field holding plain JSON ("J") or
+    a tuple is read in place rather than by another call."""
+    scalars = _SCALARS
     tag = data[0]
     if tag == "C":
-        spec = _registry()[1].get(data[1]) if len(data) > 1 and type(data[1]) is str else None
-        if spec is None or len(data) - 2 != len(spec.fields):
-            raise ValueError("not an object of the knowledge classes, or not with its fields")
-        values = {}
-        for name, kinds, raw in zip(spec.fields, spec.kinds, data[2:]):
-            value = raw if type(raw) in scalars else decode(raw)
+        index = data[1] if len(data) > 1 else None
+        if type(index) is not int or not 0 <= index < len(specs):
+            raise ValueError("not an object of the knowledge classes")
+        spec = specs[index]
+        if len(data) - 2 != spec.size:
+            raise ValueError(f"{spec.name} not with its fields")
+        obj = object.__new__(spec.cls)
+        values = obj.__dict__
+        at = 2
+        for name, kinds in spec.pairs:
+            raw = data[at]
+            at += 1
+            kind = type(raw)
+            if kind in scalars:
+                value = raw
+            elif kind is not list or not raw:
+                raise ValueError(f"unexpected {kind.__name__}")
+            elif raw[0] == "J" and len(raw) == 2:
+                value = raw[1]
+            elif raw[0] == "T":
+                value = tuple([x if type(x) in scalars else _value(x, specs) for x in raw[1:]])
+            else:
+                value = _decode(raw, specs)
             if kinds is not None and not isinstance(value, kinds):
                 raise ValueError(f"{spec.name}.{name} holds a {type(value).__name__}")
             values[name] = value
-        return spec.make(values)
+        return spec.finished(obj) if spec.finish else obj
     if tag == "J" and len(data) == 2:
         return data[1]   # JSON as read: lists, text-keyed mappings, scalars
     if tag == "L":
-        return [x if type(x) in scalars else decode(x) for x in data[1:]]
+        return [x if type(x) in scalars else _value(x, specs) for x in data[1:]]
     if tag == "T":
-        return tuple([x if type(x) in scalars else decode(x) for x in data[1:]])
+        return tuple([x if type(x) in scalars else _value(x, specs) for x in data[1:]])
     if tag == "D" and len(data) == 2 and type(data[1]) is dict:
-        return {k: v if type(v) in scalars else decode(v) for k, v in data[1].items()}
+        return {k: v if type(v) in scalars else _value(v, specs) for k, v in data[1].items()}
     if tag == "P" and len(data) == 2 and type(data[1]) is str:
         return Path(data[1])
     raise ValueError(f"unknown tag {str(tag)[:20]!r}")
