@@ -962,6 +962,23 @@ def test_the_fact_text_is_the_fact_as_json(fixture_book, value_order, make_facts
         assert all(isinstance(v, (str, int, float, bool)) for v in fact.values())
 
 
+def test_rulesets_are_created_from_the_json_of_their_definitions(pathway, fixture_book,
+                                                                  value_order):
+    """The engine writes each ruleset's JSON from pattern texts kept with the compiled rule base:
+    the very text json.dumps gives for its definition."""
+    from cno_pathway.engine.durable import compile_rules
+
+    for rules, order, size in ((pathway.rulebook.active, pathway.value_order, 400),
+                               (fixture_book.active, value_order, 5)):
+        compiled = compile_rules(rules, size)
+        assert compiled["texts"] == {rid: json.dumps(p, ensure_ascii=False)
+                                     for rid, p in compiled["patterns"].items()}
+        with Engine(rules, order, max_rules_per_ruleset=size, compiled=compiled) as engine:
+            assert engine.definition_texts == {
+                name: json.dumps(definition, ensure_ascii=False)
+                for name, definition in engine.definitions.items()}
+
+
 def test_the_adapter_does_not_import_durables_host_layer(run_python):
     result = run_python(textwrap.dedent("""
         import sys

@@ -24,10 +24,13 @@ _OBSERVED = 2           # ...when the session already holds a fact with that id:
 class Ruleset:
     """One compiled durable_rules ruleset (a C handle)."""
 
-    def __init__(self, name: str, definition: dict):
-        # the definition holds only patterns and priorities (no callables): JSON as durable reads it
+    def __init__(self, name: str, definition: dict | str):
+        # the definition holds only patterns and priorities (no callables): JSON as durable
+        # reads it, or that JSON already written
         self.name = name
-        self.handle = _engine.create_ruleset(name, json.dumps(definition, ensure_ascii=False))
+        text = definition if isinstance(definition, str) else json.dumps(definition,
+                                                                          ensure_ascii=False)
+        self.handle = _engine.create_ruleset(name, text)
 
     def matches(self, fact_json: str) -> list[str]:
         """Assert one fact (JSON text with a "sid") and return the names of the rules whose

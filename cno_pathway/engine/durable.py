@@ -217,7 +217,10 @@ def compile_rules(rules: list[Rule], max_rules_per_ruleset: int = MAX_RULES_PER_
                             f"{MAX_ALPHA_PATHS}): split the rule or simplify its any/in/not",
                             file=rule.file, line=rule.line, rule=rule.id)
         patterns[rule.id] = {"all": [{"m": pattern}], "pri": rule.priority + 1}
-    return {"patterns": patterns, "paths": paths, "flags": sorted(compiler.flags)}
+    # each pattern as the JSON the engine reads, kept too: a large rule base spent a fifth of
+    # building its engine writing them
+    texts = {rid: json.dumps(p, ensure_ascii=False) for rid, p in patterns.items()}
+    return {"patterns": patterns, "paths": paths, "flags": sorted(compiler.flags), "texts": texts}
 
 
 def _check_staging(staging: list[Rule], max_rules_per_ruleset: int) -> None:
@@ -228,12 +231,14 @@ def _check_staging(staging: list[Rule], max_rules_per_ruleset: int) -> None:
 
 def _covers(compiled, rules: list[Rule]) -> bool:
     """Whether `compiled` has the shape compile_rules gives, for exactly these rules."""
-    if not isinstance(compiled, dict) or set(compiled) != {"patterns", "paths", "flags"}:
+    if not isinstance(compiled, dict) or set(compiled) != {"patterns", "paths", "flags", "texts"}:
         return False
     patterns, paths, flags = compiled["patterns"], compiled["paths"], compiled["flags"]
+    texts = compiled["texts"]
     ids = {rule.id for rule in rules}
     return (isinstance(patterns, dict) and isinstance(paths, dict) and isinstance(flags, list)
-            and set(patterns) == ids and set(paths) == ids
+            and isinstance(texts, dict) and set(patterns) == ids and set(paths) == ids
+            and set(texts) == ids and all(isinstance(t, str) for t in texts.values())
             and all(isinstance(p, dict) for p in patterns.values())
             and all(type(n) is int for n in paths.values())
             and all(isinstance(f, (tuple, list)) and len(f) == 2
@@ -274,7 +279,8 @@ class Engine:
             used += paths[rule.id]
         base = f"cno{next(_ruleset_names)}"
         self.ruleset_names = [f"{base}_{i}" for i in range(len(chunks))]
-        definitions = {}
+        definitions, texts = {}, compiled["texts"]
+        sink = {"all": [{"m": _KIND}], "pri": _SINK_PRI}
         for index, chunk in enumerate(chunks):
             ruleset: dict = {}
             if index == 0:
@@ -282,17 +288,24 @@ class Engine:
                     ruleset[rule.id] = patterns[rule.id]
             for rule in chunk:
                 ruleset[rule.id] = patterns[rule.id]
-            ruleset[_SINK] = {"all": [{"m": _KIND}], "pri": _SINK_PRI}
+            ruleset[_SINK] = sink
             definitions[self.ruleset_names[index]] = ruleset
         self.definitions = definitions
+        # what json.dumps(definition, ensure_ascii=False) writes, from the kept pattern texts
+        sink_text = json.dumps(sink)
+        self.definition_texts = {
+            name: "{" + ", ".join(f"{json.dumps(rid, ensure_ascii=False)}: "
+                                  f"{sink_text if rid == _SINK else texts[rid]}"
+                                  for rid in ruleset) + "}"
+            for name, ruleset in definitions.items()}
         self.flags = [tuple(flag) for flag in compiled["flags"]]
         self._prepare_fact_text(staging)
         self._rulesets: list[Ruleset] | None = []
         self._session: _Session | None = None
         with _LOCK:
             try:
-                for name, definition in definitions.items():
-                    self._rulesets.append(Ruleset(name, definition))
+                for name, text in self.definition_texts.items():
+                    self._rulesets.append(Ruleset(name, text))
             except BaseException:
                 self.close()
                 raise
