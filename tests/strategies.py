@@ -75,3 +75,16 @@ def profiles(draw, vocabulary: Vocabulary):
         data["labs"] = labs
     data["treatments"] = draw(treatments(vocabulary))
     return data
+
+
+# JSON-like data for the writers that must give json.dumps's bytes: the awkward scalars (floats
+# orjson spells differently, integers beyond 64 bits, lone surrogates, control characters,
+# text that looks like an exponent) nested in lists and dicts
+JSON_SCALARS = (st.none() | st.booleans() | st.integers(-(2 ** 70), 2 ** 70)
+                | st.floats(allow_nan=False, allow_infinity=False)
+                | st.sampled_from([1e-05, 0.0001, 9.99e-05, 1.5e-07, 2.5e-7, 1e-09, 1e16, 1e15,
+                                   123.456, -0.0, 5e-324, 0.1])
+                | st.text() | st.sampled_from(["\ud800", "a\x00\x1f\x7f\u2028\u202e\"\\/",
+                                                "0.00001e-5", "relapse-1-and-2-years"]))
+JSON_DATA = st.recursive(JSON_SCALARS, lambda inner: st.lists(inner, max_size=4)
+                         | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=30)

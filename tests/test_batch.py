@@ -296,6 +296,18 @@ def test_default_jobs_are_the_cores_this_process_may_use():
     assert parallel.available_cores() == len(os.sched_getaffinity(0))
 
 
+def _crashing_on_crash():
+    """consult_line, but a line holding "crash" kills its process (as a crash in the C engine
+    would)."""
+    real = parallel.consult_line
+
+    def crashing(pathway, number, raw, source, **kw):
+        if b"crash" in raw:
+            os.kill(os.getpid(), signal.SIGSEGV)
+        return real(pathway, number, raw, source, **kw)
+    return crashing
+
+
 def test_a_worker_that_dies_costs_only_its_line(fixture_env, fixture_pathway, vocab, gen,
                                                  monkeypatch):
     """A line that kills its worker (as a crash in the C engine would) is reported as failed
@@ -304,14 +316,7 @@ def test_a_worker_that_dies_costs_only_its_line(fixture_env, fixture_pathway, vo
         _cohort(vocab, gen, 150).splitlines(), start=1)]
     lines[70] = (71, b'{"id": "crash"}\n')
     lines[120] = (121, b'{"id": "crash"}\n')
-    real = parallel.consult_line
-
-    def crashing(pathway, number, raw, source, **kw):
-        if b"crash" in raw:
-            os.kill(os.getpid(), signal.SIGSEGV)
-        return real(pathway, number, raw, source, **kw)
-
-    monkeypatch.setattr(parallel, "consult_line", crashing)   # workers are forked: they see it
+    monkeypatch.setattr(parallel, "consult_line", _crashing_on_crash())   # workers are forked
     got = []
     result = parallel.run_parallel(iter(lines), "c.jsonl", jobs=2, rules_dir=None, emit=got.append,
                                    chunk_lines=16)
@@ -336,17 +341,10 @@ def test_forked_workers_take_the_parents_pathway_without_loading_it(fixture_env,
     lines = [(n, line.encode()) for n, line in enumerate(
         _cohort(vocab, gen, 60).splitlines(), start=1)]
     lines[30] = (31, b'{"id": "crash"}\n')
-    real = parallel.consult_line
-
-    def crashing(pathway, number, raw, source, **kw):
-        if b"crash" in raw:
-            os.kill(os.getpid(), signal.SIGSEGV)
-        return real(pathway, number, raw, source, **kw)
-
     def no_load(*args):
         raise AssertionError("a worker loaded the rule base")
     monkeypatch.setattr(parallel, "_load", no_load)
-    monkeypatch.setattr(parallel, "consult_line", crashing)
+    monkeypatch.setattr(parallel, "consult_line", _crashing_on_crash())
     got = []
     result = parallel.run_parallel(iter(lines), "c.jsonl", jobs=2, rules_dir=None, emit=got.append,
                                    chunk_lines=8, pathway=fixture_pathway)

@@ -8,22 +8,15 @@ import random
 import orjson
 
 from hypothesis import given, settings
-from hypothesis import strategies as st
+from tests.strategies import JSON_DATA
 
 from cno_pathway.consult.batch import consult_line
 from cno_pathway.consult.jsonout import dumps_line, slow_line
 from cno_pathway.patient.profile import validate_profile
 
-_scalars = (st.none() | st.booleans() | st.integers(-(2 ** 70), 2 ** 70)
-            | st.floats(allow_nan=False, allow_infinity=False)
-            | st.sampled_from([1e-05, 0.0001, 1e16, 1e15, 123.456, -0.0, 5e-324, 2.5e-7, 0.1])
-            | st.text() | st.sampled_from(["\ud800", "a\x00\x1f\x7f\u2028\u202e\"\\/", "0.00001e-5"]))
-_data = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=4)
-                     | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=30)
-
 
 @settings(max_examples=2000, deadline=None)
-@given(_data)
+@given(JSON_DATA)
 def test_orjson_lines_are_the_json_dumps_lines(data):
     assert dumps_line(data) == slow_line(data)
     try:

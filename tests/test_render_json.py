@@ -8,7 +8,7 @@ import json
 
 import pytest
 from hypothesis import given, settings
-from hypothesis import strategies as st
+from tests.strategies import JSON_DATA
 
 from cno_pathway.consult.render import json_document, render_consult
 from cno_pathway.patient.profile import validate_profile
@@ -18,17 +18,8 @@ def _reference(data) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False)
 
 
-_scalars = (st.none() | st.booleans() | st.integers(-(2 ** 70), 2 ** 70)
-            | st.floats(allow_nan=False, allow_infinity=False)
-            | st.sampled_from([1e-05, 0.0001, 9.99e-05, 1.5e-07, 1e-09, 1e16, 1e15, -0.0, 5e-324])
-            | st.text() | st.sampled_from(["\ud800", "a\x00\x1f\x7f\u2028\u202e\"\\/", "0.00001e-5",
-                                            "relapse-1-and-2-years"]))
-_data = st.recursive(_scalars, lambda inner: st.lists(inner, max_size=4)
-                     | st.dictionaries(st.text(max_size=8), inner, max_size=4), max_leaves=30)
-
-
 @settings(max_examples=1500, deadline=None)
-@given(_data)
+@given(JSON_DATA)
 def test_the_same_text_as_json_dumps(data):
     assert json_document(data) == _reference(data)
 
