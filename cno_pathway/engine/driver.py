@@ -48,7 +48,10 @@ class Ruleset:
         messages = started[1]
         complete = _engine.complete_and_start_action
         while messages is not None:
-            names.append(_rule_name(messages))
+            end = messages.find('"', 2)         # _rule_name, inline: once per match
+            name = messages[2:end]
+            names.append(name if "\\" not in name and messages.startswith('{"')
+                         else _rule_name(messages))
             messages = complete(handle, state)
         return names
 

@@ -360,6 +360,10 @@ class Engine:
         self._derived_flag_groups = list(groups.items())
         self._text_memo: dict[tuple, str] = {}
         self._staging_reads = frozenset(leaf.fact for rule in staging for leaf in leaves(rule.when))
+        # (fact, key, a number?, read by staging?) for each scalar fact no round changes
+        self._static_scalars = [(name, key, name in self._number_facts, name in self._staging_reads)
+                                for name, key in self._scalar_keys.items()
+                                if name not in self._derived]
         # staging rules that read a derived fact, and what they read of it: another round is
         # needed only when one that has not fired reads a value the last round added
         self._watchers = []
@@ -407,22 +411,27 @@ class Engine:
         and those of the facts staging rules read (a fact in phase "derive" only meets staging
         rules, since every other pattern asks for phase "suggest")."""
         every, staged = [], []
-        keys, numbers, derived, kept = self._scalar_keys, self._number_facts, self._derived, self._kept
-        read = self._staging_reads
-        for name, value in facts.items():
-            key = keys.get(name)
-            if key is None or value is None or name in derived:
+        get, memo = facts.get, self._text_memo
+        for name, key, number, read in self._static_scalars:
+            value = get(name)
+            if value is None:
                 continue
-            if name in numbers:
-                text = kept((name, value.__class__, value), lambda: key + _number_text(value))
+            if number:
+                text = memo.get((name, value.__class__, value))
+                if text is None:
+                    text = self._kept((name, value.__class__, value),
+                                      lambda: key + _number_text(value))
             else:
                 text = key + _value_text(value)
             every.append(text)
-            if name in read:
+            if read:
                 staged.append(text)
-        get = facts.get
+        read = self._staging_reads
         for fact, flags in self._flag_groups:
-            text = self._flags_text(fact, get(fact, ()), flags)
+            have = get(fact)
+            if not have:
+                continue              # holds nothing (most lists): no member
+            text = self._flags_text(fact, have, flags)
             if text:
                 every.append(text)
                 if fact in read:
