@@ -33,7 +33,9 @@ _EXPONENTS = re.compile(rb"e-[1-9]").finditer
 _DIGITS = frozenset(b"0123456789")
 
 
-def _risky(line: bytes) -> bool:
+def spelled_differently(line: bytes) -> bool:
+    """Whether JSON text written by orjson may hold a float json.dumps spells otherwise (text
+    that merely looks like one only costs the slower writer)."""
     if _SMALL(line) is not None:
         return True
     return any(line[match.start() - 1] in _DIGITS for match in _EXPONENTS(line))
@@ -45,7 +47,7 @@ def dumps_line(data) -> bytes:
         line = _orjson(data, option=_NEWLINE)
     except (orjson.JSONEncodeError, TypeError):
         return slow_line(data)
-    if _risky(line):
+    if spelled_differently(line):
         return slow_line(data)
     return line
 
@@ -62,7 +64,7 @@ def dumps_consult(data: dict) -> bytes:
                           [s["regimen"] for s in data["suggestions"]]])
     except (orjson.JSONEncodeError, TypeError):
         return slow_line(data)
-    if _risky(floats):
+    if spelled_differently(floats):
         return slow_line(data)
     return line
 

@@ -26,7 +26,7 @@ import orjson
 from ..resources import templates_dir
 from ..patient.durations import duration_words
 from ..wording import plain_number
-from .jsonout import _risky
+from .jsonout import spelled_differently
 
 _TEMPLATES = {"text": "consult.txt.j2", "markdown": "consult.md.j2", "html": "consult.html.j2"}
 _ANSI = {"alert": "1;31", "investigate": "1;33", "recommend": "1;32", "consider": "1;36",
@@ -338,7 +338,7 @@ def json_document(data) -> str:
         raw = orjson.dumps(data, option=_INDENTED)
     except (orjson.JSONEncodeError, TypeError):
         return json.dumps(data, indent=2, ensure_ascii=False)
-    if _risky(raw):
+    if spelled_differently(raw):
         return json.dumps(data, indent=2, ensure_ascii=False)
     return raw.decode("utf-8")
 
