@@ -300,3 +300,6 @@ def _start_up_done() -> None:
         _starting_up = False
         gc.freeze()
         gc.enable()
+        from .knowledge.cache import keep_knowledge_frozen
+
+        keep_knowledge_frozen()     # the knowledge a command loads joins the start-up objects

@@ -330,6 +330,9 @@ def test_the_console_script_pauses_the_collector_only_while_starting_up(monkeypa
 
     monkeypatch.setattr(cli.importlib, "import_module", import_module)
     monkeypatch.setattr(sys, "argv", ["cno-pathway", "consult"])
+    from cno_pathway.knowledge import cache
+
+    monkeypatch.setattr(cache, "_keep_frozen", False)   # run() sets it: restored after the test
     assert gc.isenabled()
     try:
         with pytest.raises(SystemExit) as exited:
@@ -338,6 +341,7 @@ def test_the_console_script_pauses_the_collector_only_while_starting_up(monkeypa
         assert seen["enabled while importing"] is False
         assert seen["enabled"] is True
         assert seen["frozen"] > 0, "start-up objects are frozen before the command runs"
+        assert cache._keep_frozen, "knowledge the command loads is frozen with them"
         assert gc.isenabled()
     finally:
         gc.unfreeze()  # this test process goes on: give the collector its objects back
