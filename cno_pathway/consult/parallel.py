@@ -66,7 +66,8 @@ def _worker_main(conn, setup: _Setup) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     write_json = setup.write_json
     try:
-        pathway = setup.pathway or _load(setup.rules_dir, setup.formulary)
+        pathway = (setup.pathway if setup.pathway is not None
+                   else _load(setup.rules_dir, setup.formulary))
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which stops the batch
         conn.send(("fatal", f"a worker could not load the rule base: {exc}"))
         return
