@@ -43,8 +43,8 @@ value it holds that some rule tests ("features__ibd":true); `has` matches the me
 its absence ($nex): a fact carries a few flags instead of one per tested value, and since the
 engine parses every member and walks them all at each alpha node it visits, this halved its
 time ($nex tests pend on the same alpha stack as the others: MAX_ALPHA_PATHS counts them
-alike). Each fact has an id of its own in the session (its phase and round), which spares the
-engine hashing the whole fact into one. A fact in phase "derive" carries only the
+alike). Each fact has an id of its own (the evaluation's number, its phase and round), which spares
+the engine hashing the whole fact into one. A fact in phase "derive" carries only the
 members staging rules read, and a next round is asserted only when a staging rule that has not
 fired reads a value the last round derived (a rule's match depends only on what it reads).
 """
@@ -196,7 +196,7 @@ class _Run:
 def compile_rules(rules: list[Rule], max_rules_per_ruleset: int = MAX_RULES_PER_RULESET) -> dict:
     """The engine's pattern for each rule, as data that depends on the rules alone:
     {"patterns": {rule id: definition}, "paths": {rule id: alternative paths}, "flags": sorted
-    [(fact, value)]}. Pathway.load keeps it in the knowledge cache beside the rule base, so a
+    [(fact, value)], "texts": {rule id: its definition as the JSON the engine reads}}. Pathway.load keeps it in the knowledge cache beside the rule base, so a
     start need not compile again (Engine(..., compiled=...)). A rule too complex for the engine
     is a RuleError naming it."""
     staging = [r for r in rules if r.is_staging]
