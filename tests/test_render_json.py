@@ -1,5 +1,5 @@
 """The consult as JSON (-f json, -o x.json) is written by orjson, byte for byte what
-json.dumps(indent=2, ensure_ascii=False) writes (render.json_document)."""
+json.dumps(indent=2, ensure_ascii=False) writes (jsonout.json_document)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import pytest
 from hypothesis import given, settings
 from tests.strategies import JSON_DATA
 
-from cno_pathway.consult.render import json_document, render_consult
+from cno_pathway.consult.jsonout import json_document
+from cno_pathway.consult.render import render_consult
 from cno_pathway.patient.profile import validate_profile
 
 

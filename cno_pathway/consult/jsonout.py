@@ -41,15 +41,33 @@ def spelled_differently(line: bytes) -> bool:
     return any(line[match.start() - 1] in _DIGITS for match in _EXPONENTS(line))
 
 
+def _written(data, option: int, slow):
+    """orjson's bytes of `data`, or `slow(data)` (json's) where orjson refuses it or may spell a
+    float otherwise."""
+    try:
+        raw = _orjson(data, option=option)
+    except (orjson.JSONEncodeError, TypeError):
+        return slow(data)
+    return slow(data) if spelled_differently(raw) else raw
+
+
 def dumps_line(data) -> bytes:
     """`data` as compact JSON and a newline."""
-    try:
-        line = _orjson(data, option=_NEWLINE)
-    except (orjson.JSONEncodeError, TypeError):
-        return slow_line(data)
-    if spelled_differently(line):
-        return slow_line(data)
-    return line
+    return _written(data, _NEWLINE, slow_line)
+
+
+_INDENTED = orjson.OPT_INDENT_2 | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+
+
+def json_document(data) -> str:
+    """json.dumps(data, indent=2, ensure_ascii=False), the consult's JSON format, written by
+    orjson where its text is the same (14 -> 1 ms for the 860 KB of a 2,050-rule consult); an
+    object json cannot write either (a dataclass, a date: passed through) raises as json does.
+    A consult holds no NaN or infinity (the profile and the rule base refuse them), which
+    orjson would write as null."""
+    def slow(value) -> bytes:
+        return json.dumps(value, indent=2, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    return _written(data, _INDENTED, slow).decode("utf-8", "surrogatepass")
 
 
 def dumps_consult(data: dict) -> bytes:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import json
 import re
 import sys
 from importlib.machinery import SourceFileLoader
@@ -21,12 +20,11 @@ from pathlib import Path
 
 import jinja2
 import markupsafe
-import orjson
 
 from ..resources import templates_dir
 from ..patient.durations import duration_words
 from ..wording import plain_number
-from .jsonout import spelled_differently
+from .jsonout import json_document
 
 _TEMPLATES = {"text": "consult.txt.j2", "markdown": "consult.md.j2", "html": "consult.html.j2"}
 _ANSI = {"alert": "1;31", "investigate": "1;33", "recommend": "1;32", "consider": "1;36",
@@ -322,25 +320,6 @@ def _tidy(text: str) -> str:
     lines = [line.rstrip() for line in text.splitlines()]
     out = _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip("\n")
     return out + "\n"
-
-
-_INDENTED = orjson.OPT_INDENT_2 | orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
-
-
-def json_document(data) -> str:
-    """json.dumps(data, indent=2, ensure_ascii=False), written by orjson where its text is the
-    same (14 -> 1 ms for the 860 KB of a 2,050-rule consult): orjson spells every value as json
-    does but floats between 1e-9 and 1e-4, which send the document to json (jsonout.py finds
-    them); what orjson refuses (an integer beyond 64 bits, a lone surrogate, an object json
-    cannot write either) goes to json too. A consult holds no NaN or infinity (the profile and
-    the rule base refuse them), which orjson would write as null."""
-    try:
-        raw = orjson.dumps(data, option=_INDENTED)
-    except (orjson.JSONEncodeError, TypeError):
-        return json.dumps(data, indent=2, ensure_ascii=False)
-    if spelled_differently(raw):
-        return json.dumps(data, indent=2, ensure_ascii=False)
-    return raw.decode("utf-8")
 
 
 def render_consult(consult, fmt: str, *, colour: bool = False) -> str:
